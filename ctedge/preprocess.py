@@ -1,0 +1,162 @@
+"""The one preprocessing definition, shared by training, calibration and every backend.
+
+    HU --(lung window)--> [0, 1] --(pad to square)--> (area resize) --> (ImageNet mean/std)
+       --> float32 3 x size x size, the grey channel repeated three times
+
+PNG/JPG slices (already windowed by whoever made them, no HU) enter after the windowing step.
+The parameters travel inside the model artifact (`ctedge.artifact.ModelInfo`) and are read back
+at inference, so training and deployment cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Parameters of the slice-to-tensor transform.
+
+    window_level, window_width: lung window in HU (default level -600, width 1500, so
+        -1350 HU maps to 0 and +150 HU to 1).
+    size: output height and width in pixels.
+    mean, std: per-channel normalisation applied to the [0, 1] image (ImageNet's by default).
+    The image is padded to a square with 0 (black, i.e. air after windowing) before resizing,
+    so the aspect ratio is kept. Resizing is area (box) interpolation. The three channels are
+    the same grey image; no extra channels are used.
+    """
+
+    window_level: float = -600.0
+    window_width: float = 1500.0
+    size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self):
+        object.__setattr__(self, "window_level", float(self.window_level))
+        object.__setattr__(self, "window_width", float(self.window_width))
+        object.__setattr__(self, "size", int(self.size))
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if self.window_width <= 0:
+            raise ValueError(f"window_width must be > 0 HU, got {self.window_width}")
+        if not 16 <= self.size <= 2048:
+            raise ValueError(f"size must be between 16 and 2048 pixels, got {self.size}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError("mean and std need three values, one per channel")
+        if min(self.std) <= 0:
+            raise ValueError(f"std values must be > 0, got {self.std}")
+
+    @classmethod
+    def lung(cls, size: int = 224) -> Preprocessing:
+        """The default: lung window W1500/L-600, ImageNet normalisation."""
+        return cls(size=size)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocessing:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown preprocessing parameters {sorted(unknown)}")
+        return cls(**data)
+
+    # --- the transform -------------------------------------------------------------------
+
+    def window(self, hu: np.ndarray) -> np.ndarray:
+        """HU (any float or int array) -> float32 in [0, 1] through the lung window."""
+        low = self.window_level - self.window_width / 2
+        out = (np.asarray(hu, dtype=np.float32) - np.float32(low)) / np.float32(self.window_width)
+        return np.clip(out, 0.0, 1.0, out=out)
+
+    def from_hu(self, hu: np.ndarray) -> np.ndarray:
+        """A 2-D slice in HU -> float32 (3, size, size) model input."""
+        return self.from_windowed(self.window(hu))
+
+    def from_image(self, image: np.ndarray) -> np.ndarray:
+        """An already windowed 8/16-bit or float image (H, W), (H, W, 3) or (H, W, 4) -> input.
+
+        Colour images are converted to grey with ITU-R 601 weights; alpha is dropped.
+        Integer images are scaled by their dtype's maximum; float images must be in [0, 1].
+        """
+        image = np.asarray(image)
+        if image.ndim == 3:
+            if image.shape[2] == 4:
+                image = image[..., :3]
+            if image.shape[2] == 3:
+                weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+                scale = _dtype_max(image.dtype)
+                grey = image.astype(np.float32) @ weights / np.float32(scale)
+            elif image.shape[2] == 1:
+                grey = image[..., 0].astype(np.float32) / np.float32(_dtype_max(image.dtype))
+            else:
+                raise ValueError(f"expected 1, 3 or 4 channels, got {image.shape[2]}")
+        elif image.ndim == 2:
+            grey = image.astype(np.float32) / np.float32(_dtype_max(image.dtype))
+        else:
+            raise ValueError(f"expected a 2-D or 3-D image, got shape {image.shape}")
+        return self.from_windowed(np.clip(grey, 0.0, 1.0))
+
+    def from_windowed(self, grey: np.ndarray) -> np.ndarray:
+        """A 2-D float image in [0, 1] -> float32 (3, size, size) model input."""
+        grey = np.asarray(grey, dtype=np.float32)
+        if grey.ndim != 2 or min(grey.shape) < 1:
+            raise ValueError(f"expected a non-empty 2-D image, got shape {grey.shape}")
+        square = _pad_to_square(grey)
+        resized = area_resize(square, self.size)
+        out = np.empty((3, self.size, self.size), dtype=np.float32)
+        for c in range(3):
+            out[c] = (resized - np.float32(self.mean[c])) / np.float32(self.std[c])
+        return out
+
+
+def _dtype_max(dtype: np.dtype) -> float:
+    if np.issubdtype(dtype, np.integer):
+        return float(np.iinfo(dtype).max)
+    if dtype == np.bool_:
+        return 1.0
+    return 1.0
+
+
+def _pad_to_square(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape
+    if h == w:
+        return image
+    n = max(h, w)
+    out = np.zeros((n, n), dtype=image.dtype)
+    top, left = (n - h) // 2, (n - w) // 2
+    out[top : top + h, left : left + w] = image
+    return out
+
+
+def area_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize a square 2-D float32 image to size x size by area (box) averaging.
+
+    Each output pixel is the mean of the input area it covers, with fractional overlaps
+    weighted, done as two matrix products (exact for any ratio, up or down).
+    """
+    rows = _area_weights(image.shape[0], size)
+    cols = _area_weights(image.shape[1], size)
+    return (rows @ image @ cols.T).astype(np.float32, copy=False)
+
+
+@functools.lru_cache(maxsize=32)
+def _area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) matrix whose row i averages input pixels [i*s, (i+1)*s), s = n_in/n_out."""
+    scale = n_in / n_out
+    starts = np.arange(n_out) * scale
+    ends = starts + scale
+    edges = np.arange(n_in + 1, dtype=np.float64)
+    lo = np.maximum(starts[:, None], edges[None, :-1])
+    hi = np.minimum(ends[:, None], edges[None, 1:])
+    weights = (np.clip(hi - lo, 0.0, None) / scale).astype(np.float32)
+    weights.setflags(write=False)
+    return weights
