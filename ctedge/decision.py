@@ -94,13 +94,15 @@ def decide(
         raise ValueError(f"{n} probability rows for {len(slice_indices)} slice indices")
     evidence = _evidence(probs, slice_indices, classes, thresholds.probability)
     if n == 0:
-        return StudyDecision(INDETERMINATE, rule, "no slice with lung fields to classify", 0, evidence)
+        reason = "no slice with lung fields to classify"
+        return StudyDecision(INDETERMINATE, rule, reason, 0, evidence)
 
     diseases = [e for e in evidence if e.label != negative_class]
     if rule == "paper":
         present = [e for e in diseases if e.top1_slices > 0]
         if not present:
-            return StudyDecision(negative_class, rule, f"all {n} used slices are {negative_class}", n, evidence)
+            reason = f"all {n} used slices are {negative_class}"
+            return StudyDecision(negative_class, rule, reason, n, evidence)
         best = max(present, key=lambda e: (e.top1_slices, e.evidence))
         reason = f"{best.top1_slices} of {n} used slices have {best.label} as top class"
         return StudyDecision(best.label, rule, reason, n, evidence)

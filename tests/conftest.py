@@ -63,5 +63,14 @@ def tiny_model(tmp_path) -> Path:
 
 @pytest.fixture
 def tiny_model_factory():
-    """`make_tiny_model(path, classes=..., size=..., seed=..., info=...)` for tests that need variants."""
+    """`make_tiny_model(path, classes=..., size=..., seed=..., info=...)` for variants."""
     return make_tiny_model
+
+
+@pytest.fixture
+def ct_factory():
+    """Builders of synthetic DICOM (tests/synthetic_dicom.py): make_ct, make_series,
+    make_dose_report, make_enhanced_ct."""
+    import synthetic_dicom
+
+    return synthetic_dicom

@@ -50,7 +50,7 @@ class Backend(ABC):
         """What ran: for results and benchmark reports."""
         return {"backend": self.name, "precision": self.info.precision}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (most backends have nothing to release)
         pass
 
     def __enter__(self):

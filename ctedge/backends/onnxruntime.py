@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: CPU by default; CUDA / TensorRT execution providers with onnxruntime-gpu."""
+"""ONNX Runtime backend: CPU by default; CUDA and TensorRT providers with onnxruntime-gpu."""
 
 from __future__ import annotations
 

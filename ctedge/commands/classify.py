@@ -1,0 +1,53 @@
+"""`ctedge classify STUDY_DIR`: one diagnosis with per-slice evidence."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .common import debug_option
+
+FORMATS = ("table", "json", "csv")
+
+
+@click.command()
+@click.argument("study_dir", type=click.Path(path_type=str))
+@click.option("--model", type=click.Path(path_type=str), default=None,
+              help="Model .onnx or engine (file or build-engine folder). Default: the repo's "
+                   "reference model, or $CTEDGE_MODEL.")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto",
+              show_default=True, help="Inference backend; auto picks by model type.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Slices per inference batch.")
+@click.option("--rule", type=click.Choice(["robust", "paper"]), default="robust",
+              show_default=True, help="Study decision rule (see README).")
+@click.option("--series", "series_uid", default=None,
+              help="SeriesInstanceUID (or fallback key) to classify instead of the default choice.")
+@click.option("--workers", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Decode processes; 0 = one per CPU core.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Write the result here (atomically) instead of stdout.")
+@debug_option
+def classify(study_dir, model, backend, batch_size, rule, series_uid, workers, fmt, out):
+    """Classify the CT series of STUDY_DIR (a folder of DICOM files, searched recursively).
+
+    Decision support only, not a medical device.
+    """
+    from ..io import atomic_write
+    from ..pipeline import ClassifyConfig, classify_study
+
+    config = ClassifyConfig(model=model, backend=backend, batch_size=batch_size, rule=rule,
+                            series_uid=series_uid, workers=workers, progress=sys.stderr.isatty())
+    result = classify_study(study_dir, config)
+    text = result.render(fmt)
+    if out:
+        atomic_write(out, text)
+        d = result.decision
+        click.echo(f"{d.label} ({d.rule} rule: {d.reason}); wrote {out}")
+    else:
+        click.echo(text, nl=False)
+    if result.decision.label == "indeterminate":
+        click.echo(f"ctedge: note: {study_dir}: {result.decision.reason}; "
+                   "is this a chest CT?", err=True)
