@@ -223,3 +223,25 @@ def test_abdomen_without_lungs_says_so(capsys, shared_data, tiny_model):
     assert result["decision"]["label"] == "indeterminate"
     assert result["study"]["slices_classified"] == 0
     assert "lung" in err and str(study) in err
+
+
+def test_atomic_write_keeps_ordinary_permissions_and_cleans_up(tmp_path):
+    import os
+
+    from ctedge.io import atomic_path, atomic_write
+
+    atomic_write(tmp_path / "a.txt", "hello")
+    assert (tmp_path / "a.txt").read_text() == "hello"
+    assert (tmp_path / "a.txt").stat().st_mode & 0o044 == 0o044 & ~_umask()
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "b.txt") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("failed half way")
+    assert os.listdir(tmp_path) == ["a.txt"]
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
