@@ -22,6 +22,9 @@ class OnnxRuntimeBackend(Backend):
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found; pass --model with an .onnx file")
+        from ..engine_manifest import check_cpu_engine
+
+        check_cpu_engine(self.path, ort.__version__)  # a build-engine folder: same ORT and CPU?
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads

@@ -1,6 +1,13 @@
 """The CLI's commands, one module each. Modules import nothing heavy at import time."""
 
+from .bench import bench
 from .classify import classify
 from .common import debug_option  # noqa: F401  (re-exported for command modules)
+from .export import export
 
-COMMANDS = [classify]
+COMMANDS = [classify, export]
+COMMANDS.append(bench)
+
+from .engine import build_engine  # noqa: E402
+
+COMMANDS.append(build_engine)

@@ -1,0 +1,258 @@
+"""`ctedge build-engine`: FP32 ONNX -> FP16 / INT8 / FP32 engine for CPU or TensorRT, gated.
+
+Steps: read the FP32 model's metadata; choose calibration and parity slices (disjoint,
+deterministic); for INT8 calibrate once (cached) and write both Q/DQ forms; for FP16 write the
+FP16 ONNX; build the engine for the target; compare it with the FP32 reference on the parity
+slices; write manifest.json. Everything happens in a staging folder that becomes the output
+folder only when the parity gate passes, so a failed build leaves no engine behind.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ctedge.artifact import ModelInfo, file_sha256, read_info
+from ctedge.engine_manifest import MANIFEST, EngineManifest, write_manifest
+from ctedge.errors import CalibrationError, ModelError
+
+from .calibration import CalibrationConfig, calibrate
+from .parity import DEFAULT_THRESHOLDS, ParityResult, compare
+from .slices import SliceSplit, discover, load_inputs, split_slices
+
+PRECISIONS = ("fp32", "fp16", "int8")
+TARGETS = ("cpu", "tensorrt")
+DEFAULT_PROFILE = (1, 32, 64)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What to build. batch: TensorRT optimisation profile (min, opt, max) batch sizes."""
+
+    model: Path
+    precision: str = "int8"
+    target: str = "cpu"
+    out: Path | None = None
+    calib: Path | None = None
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    parity_set: Path | None = None
+    parity_size: int = 256
+    parity_threshold: float | None = None
+    data_root: Path | None = None
+    batch: tuple[int, int, int] = DEFAULT_PROFILE
+    workspace_gib: float = 4.0
+    timing_cache: Path | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "model", Path(self.model))
+        for name in ("out", "calib", "parity_set", "data_root", "timing_cache"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, None if value is None else Path(value))
+        object.__setattr__(self, "batch", tuple(int(b) for b in self.batch))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        lo, opt, hi = self.batch if len(self.batch) == 3 else (0, 0, 0)
+        if len(self.batch) != 3 or not 1 <= lo <= opt <= hi:
+            raise ValueError(f"batch must be min,opt,max with 1 <= min <= opt <= max, "
+                             f"got {self.batch}")
+        if self.parity_size < 1:
+            raise ValueError("parity size must be >= 1")
+        if self.parity_threshold is not None and not 0 < self.parity_threshold <= 1:
+            raise ValueError(f"parity threshold must be in (0, 1], got {self.parity_threshold}")
+
+    @property
+    def threshold(self) -> float:
+        return self.parity_threshold or DEFAULT_THRESHOLDS[self.precision]
+
+    def out_dir(self) -> Path:
+        return self.out or Path("engines") / f"{self.model.stem}-{self.precision}-{self.target}"
+
+
+@dataclass(frozen=True)
+class EngineBuild:
+    """A finished build: the folder, its manifest, the gate's result(s)."""
+
+    folder: Path
+    manifest: EngineManifest
+    parity: ParityResult
+    extra_parity: dict  # name -> ParityResult of side artifacts (e.g. the TensorRT Q/DQ form)
+    calibration_reused: bool | None = None
+
+
+def default_target() -> str:
+    """tensorrt when TensorRT imports and a CUDA GPU is present, else cpu."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return "cpu"
+    try:
+        from ctedge.backends.tensorrt import gpu_count
+
+        return "tensorrt" if gpu_count() > 0 else "cpu"
+    except Exception:  # any CUDA/TensorRT import or driver problem means: not usable here
+        return "cpu"
+
+
+def build_engine(config: EngineConfig, log=print) -> EngineBuild:
+    """Build, gate and write the engine folder described by `config`."""
+    if config.target == "tensorrt":
+        from .tensorrt_build import import_tensorrt
+
+        import_tensorrt()  # fail before any work when TensorRT is not here
+    info = read_info(config.model)
+    if info.precision != "fp32":
+        raise ModelError(f"{config.model}: is a {info.precision} model; build engines from the "
+                         "FP32 ONNX written by `ctedge export`")
+    out = config.out_dir()
+    _check_out(out)
+    onnx_sha = file_sha256(config.model)
+    slices = _choose_slices(config)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; an engine folder is not secret
+    try:
+        result = _build_in(staging, config, info, onnx_sha, slices, log)
+        if out.exists():
+            shutil.rmtree(out)  # an earlier engine folder (checked by _check_out)
+        staging.rename(out)
+        return EngineBuild(out, result[0], result[1], result[2], result[3])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or (any(out.iterdir())
+                                              and not (out / MANIFEST).is_file())):
+        raise ModelError(f"{out}: exists and is not an engine folder; pass another --out")
+
+
+def _choose_slices(config: EngineConfig) -> SliceSplit | None:
+    if config.precision == "int8" and config.calib is None:
+        raise CalibrationError("INT8 needs calibration slices; pass --calib with a folder of "
+                               "validation PNG/JPG slices, a CSV manifest or DICOM studies")
+    source = discover(config.calib, config.data_root) if config.calib else None
+    parity = discover(config.parity_set, config.data_root) if config.parity_set else None
+    if source is None and parity is None:
+        return None
+    if source is None:
+        return SliceSplit((), tuple(parity[: config.parity_size]))
+    return split_slices(source, config.calibration.size, config.parity_size, parity)
+
+
+def _build_in(folder: Path, config: EngineConfig, info: ModelInfo, onnx_sha: str,
+              slices: SliceSplit | None, log):
+    from . import fp16, quantize
+
+    calibration = None
+    artifacts: dict[str, Path] = {}
+    if config.precision == "int8":
+        prepared = quantize.prepare_for_quantization(config.model, folder / "prepared.onnx")
+        log(f"calibrating ({config.calibration.method}) on {len(slices.calibration)} slices ...")
+        calibration = calibrate(prepared, onnx_sha, list(slices.calibration), info.preprocessing,
+                                config.calibration)
+        log(f"calibration key {calibration.key[:16]} "
+            f"({'reused from cache' if calibration.reused else 'computed'})")
+        for form in (quantize.QuantForm.tensorrt(), quantize.QuantForm.cpu()):
+            path = folder / f"{config.model.stem}.int8-qdq-{form.name}.onnx"
+            quantize.quantize(prepared, path, calibration, form, info)
+            artifacts[form.name] = path
+        (folder / "prepared.onnx").unlink()
+    elif config.precision == "fp16":
+        path = folder / f"{config.model.stem}.fp16.onnx"
+        fp16.convert_fp16(config.model, path, info)
+        artifacts["fp16"] = path
+    engine_source = {"int8": artifacts.get(config.target if config.target == "tensorrt" else
+                                           "cpu"),
+                     "fp16": artifacts.get("fp16"), "fp32": config.model}[config.precision]
+    if config.target == "cpu":
+        from .cpu_engine import optimize_offline
+
+        engine = folder / f"{config.model.stem}.{config.precision}.cpu.onnx"
+        optimize_offline(engine_source, engine, info)
+        runtime, backend = _cpu_runtime(), "onnxruntime"
+    else:
+        from .tensorrt_build import TensorRTBuildConfig, build_tensorrt_engine
+
+        engine = folder / f"{config.model.stem}.{config.precision}.plan"
+        runtime = build_tensorrt_engine(engine_source, engine, TensorRTBuildConfig(
+            precision=config.precision, profile=config.batch,
+            workspace_gib=config.workspace_gib, timing_cache=config.timing_cache), log=log)
+        backend = "tensorrt"
+
+    inputs, labels, kind = _parity_inputs(slices, info)
+    reference = _run_onnx(config.model, inputs)
+    candidate = _run_engine(engine, backend, inputs, info.with_(precision=config.precision))
+    parity = compare(reference, candidate, config.precision, info.classes, labels,
+                     config.threshold)
+    extra = {}
+    if "tensorrt" in artifacts and config.target == "cpu":
+        # The TensorRT form cannot run on TensorRT here; check its numerics on ORT CPU instead.
+        extra["tensorrt_qdq_on_onnxruntime"] = compare(
+            reference, _run_onnx(artifacts["tensorrt"], inputs), "int8", info.classes, labels,
+            config.threshold)
+    log(parity.table())
+    for name, result in extra.items():
+        log(f"[{name}] " + result.table().splitlines()[0] + "; " +
+            result.table().splitlines()[1].strip())
+    parity.require()
+    manifest = EngineManifest(
+        file=engine.name, backend=backend, target=config.target, precision=config.precision,
+        engine_sha256=file_sha256(engine), onnx_sha256=onnx_sha,
+        classes=info.classes, negative_class=info.negative_class,
+        preprocessing=info.preprocessing.to_dict(), runtime=runtime,
+        calibration={
+            **(calibration.to_dict() if calibration else {}),
+            **({"calibration_slices_sha256": slices.calibration_sha256} if slices else {}),
+            **({"parity_slices_sha256": slices.parity_sha256} if slices else {}),
+        },
+        parity={**parity.to_dict(), "inputs": kind,
+                **{name: r.to_dict() for name, r in extra.items()}},
+    )
+    write_manifest(folder, manifest)
+    return manifest, parity, extra, (calibration.reused if calibration else None)
+
+
+def _cpu_runtime() -> dict:
+    import onnxruntime
+
+    from ctedge.engine_manifest import cpu_runtime
+
+    return cpu_runtime(onnxruntime.__version__)
+
+
+def _parity_inputs(slices: SliceSplit | None, info: ModelInfo):
+    """Parity inputs, labels and what they are; random inputs only when no slices were given."""
+    if slices is not None and slices.parity:
+        refs = list(slices.parity)
+        return load_inputs(refs, info.preprocessing), [r.label for r in refs], "slices"
+    if slices is not None and slices.calibration:
+        raise CalibrationError("no parity slices left after calibration; pass --parity-set "
+                               "with validation slices not used for calibration")
+    size = info.preprocessing.size
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((32, 3, size, size), dtype=np.float32), None, "random"
+
+
+def _run_onnx(path: Path, inputs: np.ndarray, chunk: int = 16) -> np.ndarray:
+    from ctedge.backends.onnxruntime import OnnxRuntimeBackend
+
+    with OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"]) as backend:
+        return np.concatenate([backend.infer(inputs[i:i + chunk])
+                               for i in range(0, len(inputs), chunk)])
+
+
+def _run_engine(path: Path, backend: str, inputs: np.ndarray, info: ModelInfo) -> np.ndarray:
+    if backend == "onnxruntime":
+        return _run_onnx(path, inputs)
+    from ctedge.backends.tensorrt import TensorRTBackend
+
+    with TensorRTBackend(path, check_manifest=False, info=info) as engine:
+        return engine.infer(inputs)
