@@ -17,7 +17,7 @@ SECTIONS = ("accuracy", "throughput", "peers", "studies", "import_time", "readin
 # Peers: other stacks timed against ctedge's engine in the same run.
 PEERS = ("torch-fp32", "torch-bf16-cl", "torch-cuda-fp16-graph", "torch-cuda-bf16-graph",
          "ort-fp32", "openvino-fp32", "openvino-int8")
-BACKENDS = ("onnxruntime", "tensorrt")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ class ModelUnderTest:
         return self.path.is_dir()
 
     def open(self, threads: int = 0) -> Backend:
-        options = {"threads": threads} if self.backend == "onnxruntime" else {}
+        options = {"threads": threads} if self.backend in ("onnxruntime", "openvino") else {}
         return open_backend(self.path, "auto", **options)
 
     def to_dict(self) -> dict:

@@ -2,10 +2,11 @@
 
 `ctedge build-engine` writes `manifest.json` beside every engine. It names the engine file and
 backend, the precision, the source ONNX's sha256, the calibration key, the classes and
-preprocessing, the parity result, and the runtime it was built for: ONNX Runtime version and
-CPU flags for a CPU engine; TensorRT version, GPU name and compute capability for a TensorRT
-engine. Backends compare that against the machine they run on and refuse a mismatch with a
-message that says how to rebuild, instead of failing later with "version tag does not match".
+preprocessing, the parity result, and the runtime it was built for: ONNX Runtime (or OpenVINO)
+version and CPU flags for a CPU engine; TensorRT version, GPU name and compute capability for a
+TensorRT engine. A CPU engine also records why its backend was chosen (`backend_choice`).
+Backends compare that against the machine they run on and refuse a mismatch with a message
+that says how to rebuild, instead of failing later with "version tag does not match".
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class EngineManifest:
     runtime: dict  # see cpu_runtime() / the TensorRT builder
     calibration: dict = field(default_factory=dict)  # key, method, list hashes (INT8 only)
     parity: dict = field(default_factory=dict)  # ParityResult.to_dict()
+    backend_choice: dict = field(default_factory=dict)  # CPU: how onnxruntime/openvino was picked
     ctedge_version: str = __version__
     schema: int = SCHEMA
 
@@ -140,13 +142,25 @@ def cpu_runtime(ort_version: str, cpu: dict | None = None) -> dict:
     return {"onnxruntime": ort_version, "cpu": cpu or cpu_facts()}
 
 
-def check_cpu_runtime(manifest: EngineManifest, ort_version: str, cpu: dict,
+def openvino_runtime(ov_version: str, cpu: dict | None = None) -> dict:
+    """The `runtime` block of a CPU engine served by OpenVINO."""
+    return {"openvino": ov_version, "cpu": cpu or cpu_facts()}
+
+
+# backend -> (runtime key in the manifest, name in messages)
+_CPU_RUNTIMES = {"onnxruntime": ("onnxruntime", "ONNX Runtime"),
+                 "openvino": ("openvino", "OpenVINO")}
+
+
+def check_cpu_runtime(manifest: EngineManifest, version: str, cpu: dict,
                       source: str = "engine") -> None:
-    """Raise ModelError unless this ONNX Runtime and CPU can run the engine as built."""
+    """Raise ModelError unless this runtime version (ONNX Runtime or OpenVINO, per the
+    manifest's backend) and this CPU can run the engine as built."""
     built = manifest.runtime
-    if built.get("onnxruntime") != ort_version:
-        raise ModelError(f"{source}: built for ONNX Runtime {built.get('onnxruntime')}, this is "
-                         f"{ort_version}; {REBUILD}")
+    key, label = _CPU_RUNTIMES.get(manifest.backend, _CPU_RUNTIMES["onnxruntime"])
+    if built.get(key) != version:
+        raise ModelError(f"{source}: built for {label} {built.get(key)}, this is "
+                         f"{version}; {REBUILD}")
     want = (built.get("cpu") or {})
     if want.get("machine") and want["machine"] != cpu.get("machine"):
         raise ModelError(f"{source}: built for {want['machine']} CPUs, this is "
@@ -157,19 +171,21 @@ def check_cpu_runtime(manifest: EngineManifest, ort_version: str, cpu: dict,
                          f"({cpu.get('model', 'unknown')}) lacks; {REBUILD}")
 
 
-def check_cpu_engine(model: str | Path, ort_version: str, cpu: dict | None = None) -> None:
-    """If `model` belongs to an engine folder, raise ModelError unless it can run here."""
+def check_cpu_engine(model: str | Path, version: str, cpu: dict | None = None,
+                     backend: str = "onnxruntime") -> None:
+    """If `model` belongs to an engine folder, raise ModelError unless `backend` (onnxruntime
+    or openvino, at `version`) on this CPU can run it as built."""
     from .artifact import file_sha256
 
     mpath = manifest_path(model)
     if mpath is None:
         return  # a plain .onnx: nothing was specialised for a machine
     manifest = read_manifest(mpath)
-    if manifest.backend != "onnxruntime":
+    if manifest.backend != backend:
         raise ModelError(f"{model}: its manifest says backend {manifest.backend}, not "
-                         f"onnxruntime; run the engine folder {mpath.parent} instead")
+                         f"{backend}; run the engine folder {mpath.parent} with --backend auto")
     check_engine_file(manifest, mpath.parent, file_sha256(Path(model)))
-    check_cpu_runtime(manifest, ort_version, cpu or cpu_facts(), str(model))
+    check_cpu_runtime(manifest, version, cpu or cpu_facts(), str(model))
 
 
 def check_tensorrt_runtime(manifest: EngineManifest, trt_version: str, gpu_name: str,

@@ -2,9 +2,11 @@
 
 Steps: read the FP32 model's metadata; choose calibration and parity slices (disjoint,
 deterministic); for INT8 calibrate once (cached) and write both Q/DQ forms; for FP16 write the
-FP16 ONNX; build the engine for the target; compare it with the FP32 reference on the parity
-slices; write manifest.json. Everything happens in a staging folder that becomes the output
-folder only when the parity gate passes, so a failed build leaves no engine behind.
+FP16 ONNX; build the engine for the target (for `cpu`, ONNX Runtime or OpenVINO, whichever
+runs it faster here, see cpu_engine.py); compare it with the FP32 reference on the parity
+slices, on the backend that will serve it; write manifest.json. Everything happens in a
+staging folder that becomes the output folder only when the parity gate passes, so a failed
+build leaves no engine behind.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ctedge.engine_manifest import MANIFEST, EngineManifest, write_manifest
 from ctedge.errors import CalibrationError, ModelError
 
 from .calibration import CalibrationConfig, calibrate
+from .cpu_engine import CPU_BACKENDS
 from .parity import DEFAULT_THRESHOLDS, ParityResult, compare
 from .slices import SliceSplit, discover, load_inputs, split_slices
 
@@ -48,6 +51,7 @@ class EngineConfig:
     batch: tuple[int, int, int] = DEFAULT_PROFILE
     workspace_gib: float = 4.0
     timing_cache: Path | None = None
+    cpu_backend: str = "auto"  # cpu target: auto (measure) | onnxruntime | openvino
 
     def __post_init__(self):
         object.__setattr__(self, "model", Path(self.model))
@@ -59,6 +63,11 @@ class EngineConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.cpu_backend not in CPU_BACKENDS:
+            raise ValueError(f"cpu backend must be one of {CPU_BACKENDS}, got "
+                             f"{self.cpu_backend!r}")
+        if self.cpu_backend != "auto" and self.target != "cpu":
+            raise ValueError(f"cpu backend {self.cpu_backend} applies to target cpu only")
         lo, opt, hi = self.batch if len(self.batch) == 3 else (0, 0, 0)
         if len(self.batch) != 3 or not 1 <= lo <= opt <= hi:
             raise ValueError(f"batch must be min,opt,max with 1 <= min <= opt <= max, "
@@ -105,6 +114,10 @@ def build_engine(config: EngineConfig, log=print) -> EngineBuild:
         from .tensorrt_build import import_tensorrt
 
         import_tensorrt()  # fail before any work when TensorRT is not here
+    if config.target == "cpu" and config.cpu_backend == "openvino":
+        from ctedge.backends.openvino import import_openvino
+
+        import_openvino()  # same for a forced OpenVINO
     info = read_info(config.model)
     if info.precision != "fp32":
         raise ModelError(f"{config.model}: is a {info.precision} model; build engines from the "
@@ -172,12 +185,13 @@ def _build_in(folder: Path, config: EngineConfig, info: ModelInfo, onnx_sha: str
     engine_source = {"int8": artifacts.get(config.target if config.target == "tensorrt" else
                                            "cpu"),
                      "fp16": artifacts.get("fp16"), "fp32": config.model}[config.precision]
+    choice = None
     if config.target == "cpu":
-        from .cpu_engine import optimize_offline
+        from .cpu_engine import build_cpu_engine
 
-        engine = folder / f"{config.model.stem}.{config.precision}.cpu.onnx"
-        optimize_offline(engine_source, engine, info)
-        runtime, backend = _cpu_runtime(), "onnxruntime"
+        cpu = build_cpu_engine(folder, engine_source, config.model.stem, info, config.precision,
+                               config.cpu_backend, log)
+        engine, backend, runtime, choice = cpu.file, cpu.backend, cpu.runtime, cpu.choice
     else:
         from .tensorrt_build import TensorRTBuildConfig, build_tensorrt_engine
 
@@ -213,19 +227,12 @@ def _build_in(folder: Path, config: EngineConfig, info: ModelInfo, onnx_sha: str
             **({"calibration_slices_sha256": slices.calibration_sha256} if slices else {}),
             **({"parity_slices_sha256": slices.parity_sha256} if slices else {}),
         },
-        parity={**parity.to_dict(), "inputs": kind,
+        parity={**parity.to_dict(), "inputs": kind, "backend": backend,
                 **{name: r.to_dict() for name, r in extra.items()}},
+        backend_choice=choice.to_dict() if choice else {},
     )
     write_manifest(folder, manifest)
     return manifest, parity, extra, (calibration.reused if calibration else None)
-
-
-def _cpu_runtime() -> dict:
-    import onnxruntime
-
-    from ctedge.engine_manifest import cpu_runtime
-
-    return cpu_runtime(onnxruntime.__version__)
 
 
 def _parity_inputs(slices: SliceSplit | None, info: ModelInfo):
@@ -249,9 +256,17 @@ def _run_onnx(path: Path, inputs: np.ndarray, chunk: int = 16) -> np.ndarray:
                                for i in range(0, len(inputs), chunk)])
 
 
-def _run_engine(path: Path, backend: str, inputs: np.ndarray, info: ModelInfo) -> np.ndarray:
+def _run_engine(path: Path, backend: str, inputs: np.ndarray, info: ModelInfo,
+                chunk: int = 16) -> np.ndarray:
+    """The engine's outputs on the backend that will serve it (so parity is what deploys)."""
     if backend == "onnxruntime":
-        return _run_onnx(path, inputs)
+        return _run_onnx(path, inputs, chunk)
+    if backend == "openvino":
+        from ctedge.backends.openvino import OpenVinoBackend
+
+        with OpenVinoBackend(path) as engine:
+            return np.concatenate([engine.infer(inputs[i:i + chunk])
+                                   for i in range(0, len(inputs), chunk)])
     from ctedge.backends.tensorrt import TensorRTBackend
 
     with TensorRTBackend(path, check_manifest=False, info=info) as engine:

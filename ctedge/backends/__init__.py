@@ -1,8 +1,9 @@
 """Pick and open an inference backend for a model path.
 
-`.onnx` files run on ONNX Runtime. A folder or file with a `manifest.json` beside it is an
-engine built by `ctedge build-engine`: its manifest names the backend. Backends load lazily,
-so a box without TensorRT never imports it.
+`.onnx` files run on ONNX Runtime (or on OpenVINO with `--backend openvino`). A folder or file
+with a `manifest.json` beside it is an engine built by `ctedge build-engine`: its manifest
+names the backend (onnxruntime, openvino or tensorrt). Backends load lazily, so a box without
+TensorRT or OpenVINO never imports them.
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ from pathlib import Path
 from ..errors import ModelError
 from .base import Backend
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
 MANIFEST = "manifest.json"
 
 
 def resolve(model: str | Path) -> tuple[Path, str]:
     """(file to load, backend name) for a model path: an .onnx, an engine, or an engine folder."""
+    path, backend, _ = _resolve(model)
+    return path, backend
+
+
+def _resolve(model: str | Path) -> tuple[Path, str, bool]:
+    """resolve() plus whether an engine manifest named the backend."""
     path = Path(model)
     if path.is_dir():
         manifest = path / MANIFEST
@@ -27,27 +34,52 @@ def resolve(model: str | Path) -> tuple[Path, str]:
                              "made by `ctedge build-engine`")
         try:
             data = json.loads(manifest.read_text())
-            return path / data["file"], data["backend"]
+            return path / data["file"], data["backend"], True
         except (ValueError, KeyError) as exc:
             raise ModelError(f"{manifest}: unreadable engine manifest ({exc}); rebuild with "
                              "`ctedge build-engine`") from exc
     if path.suffix in (".engine", ".plan"):
-        return path, "tensorrt"
-    return path, "onnxruntime"
+        return path, "tensorrt", True
+    beside = _manifest_backend(path)
+    if beside is not None:
+        return path, beside, True
+    return path, "onnxruntime", False
+
+
+def _manifest_backend(path: Path) -> str | None:
+    """The backend named by the manifest beside `path`, if that manifest describes it."""
+    from ..engine_manifest import manifest_path
+
+    mpath = manifest_path(path)
+    if mpath is None:
+        return None
+    try:
+        return str(json.loads(mpath.read_text())["backend"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable: the backend's own manifest check says so
 
 
 def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
-    path, natural = resolve(model)
+    path, natural, engine = _resolve(model)
+    if natural not in BACKENDS:
+        raise ModelError(f"{model}: its manifest names an unknown backend {natural!r}; rebuild "
+                         "it with `ctedge build-engine`")
     name = natural if backend == "auto" else backend
-    if name != natural:
+    # OpenVINO runs any plain ONNX model; engines run only on the backend they were built for.
+    portable = name == "openvino" and natural == "onnxruntime" and not engine
+    if name != natural and not portable:
         raise ModelError(f"{model}: this is a {natural} model, it cannot run on {name}; "
                          f"use --backend {natural} or auto")
     if name == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(path, **options)
+    if name == "openvino":
+        from .openvino import OpenVinoBackend
+
+        return OpenVinoBackend(path, **options)
     from .tensorrt import TensorRTBackend
 
     return TensorRTBackend(path, **options)

@@ -9,6 +9,9 @@ import click
 from .common import debug_option
 
 FORMATS = ("table", "json", "csv")
+# = ctedge.backends.BACKENDS, spelled out so `import ctedge.cli` does not import numpy
+# (tests/backends/test_openvino.py checks they agree).
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
 
 
 @click.command()
@@ -16,8 +19,9 @@ FORMATS = ("table", "json", "csv")
 @click.option("--model", type=click.Path(path_type=str), default=None,
               help="Model .onnx or engine (file or build-engine folder). Default: the repo's "
                    "reference model, or $CTEDGE_MODEL.")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto",
-              show_default=True, help="Inference backend; auto picks by model type.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+              help="Inference backend; auto picks by model type (an engine folder: the one "
+                   "its manifest names).")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True,
               help="Slices per inference batch.")
 @click.option("--rule", type=click.Choice(["robust", "paper"]), default="robust",

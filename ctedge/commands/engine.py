@@ -1,4 +1,5 @@
-"""`ctedge build-engine`: FP16 / INT8 engines for CPU (ONNX Runtime) or TensorRT, gated."""
+"""`ctedge build-engine`: FP16 / INT8 engines for CPU (ONNX Runtime or OpenVINO) or TensorRT,
+gated."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import click
 from .common import debug_option
 
 PRECISIONS = ("fp32", "fp16", "int8")
+CPU_BACKENDS = ("auto", "onnxruntime", "openvino")  # = ctedge.export.cpu_engine.CPU_BACKENDS
 
 
 def _batch(ctx, param, value):
@@ -27,6 +29,10 @@ def _batch(ctx, param, value):
 @click.option("--target", type=click.Choice(["tensorrt", "cpu"]),
               help="Where the engine runs (default: tensorrt if TensorRT and a GPU are here, "
                    "else cpu).")
+@click.option("--cpu-backend", type=click.Choice(CPU_BACKENDS), default="auto",
+              show_default=True,
+              help="Runtime that serves a --target cpu engine; auto times ONNX Runtime against "
+                   "OpenVINO (when installed) at batch 16 and keeps the faster.")
 @click.option("--calib", type=click.Path(exists=True),
               help="Calibration slices: PNG/JPG folder, CSV manifest (split=val rows) or DICOM "
                    "studies. Required for int8.")
@@ -52,9 +58,9 @@ def _batch(ctx, param, value):
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output folder (default engines/<model>-<precision>-<target>).")
 @debug_option
-def build_engine(model, precision, int8_flag, target, calib, calib_method, calib_size,
-                 parity_set, parity_size, parity_threshold, data_root, batch, workspace,
-                 timing_cache, cache_dir, out):
+def build_engine(model, precision, int8_flag, target, cpu_backend, calib, calib_method,
+                 calib_size, parity_set, parity_size, parity_threshold, data_root, batch,
+                 workspace, timing_cache, cache_dir, out):
     """Build an FP16/INT8/FP32 engine from MODEL (an FP32 .onnx; default: the one in models/).
 
     The engine is kept only if it agrees with the FP32 model on the parity slices.
@@ -72,9 +78,13 @@ def build_engine(model, precision, int8_flag, target, calib, calib_method, calib
     if precision is None:
         raise click.BadParameter("choose one of fp32, fp16, int8 (or pass --int8)",
                                  param_hint="--precision")
+    target = target or ("cpu" if cpu_backend != "auto" else default_target())
+    if cpu_backend != "auto" and target != "cpu":
+        raise click.BadParameter(f"--cpu-backend {cpu_backend} applies to --target cpu only",
+                                 param_hint="--cpu-backend")
     model_path = Path(model) if model else default_model()
     config = EngineConfig(
-        model=model_path, precision=precision, target=target or default_target(), out=out,
+        model=model_path, precision=precision, target=target, cpu_backend=cpu_backend, out=out,
         calib=calib, calibration=CalibrationConfig(
             method=calib_method, size=calib_size, cache_dir=cache_dir or DEFAULT_CACHE),
         parity_set=parity_set, parity_size=parity_size, parity_threshold=parity_threshold,

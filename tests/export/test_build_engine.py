@@ -21,11 +21,13 @@ def _cli(*args):
 def test_int8_cpu_engine_loads_through_open_backend(conv_model, slice_folder, tmp_path, capsys):
     out = tmp_path / "engine"
     assert _cli(conv_model, "--int8", "--target", "cpu", "--calib", slice_folder, "--out", out,
-                "--cache-dir", tmp_path / "cache", "--parity-size", 8) == 0
+                "--cache-dir", tmp_path / "cache", "--parity-size", 8,
+                "--cpu-backend", "onnxruntime") == 0
     printed = capsys.readouterr().out
     assert "parity int8 vs fp32 on 8 slices: PASS" in printed
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["backend"] == "onnxruntime" and manifest["precision"] == "int8"
+    assert manifest["backend_choice"] == {"backend": "onnxruntime", "chosen_by": "--cpu-backend"}
     assert manifest["parity"]["passed"] and manifest["parity"]["n"] == 8
     assert manifest["calibration"]["slices"] == 16  # 24 slices - 8 for parity
     assert manifest["runtime"]["onnxruntime"]
@@ -105,7 +107,8 @@ def test_int8_model_is_not_a_valid_source(conv_model, slice_folder, tmp_path, ca
 
 def test_cpu_engine_refuses_another_runtime_or_a_changed_file(conv_model, tmp_path):
     out = tmp_path / "fp32"
-    assert _cli(conv_model, "--precision", "fp32", "--target", "cpu", "--out", out) == 0
+    assert _cli(conv_model, "--precision", "fp32", "--target", "cpu", "--out", out,
+                "--cpu-backend", "onnxruntime") == 0
     manifest_path = out / "manifest.json"
     original = manifest_path.read_text()
     data = json.loads(original)

@@ -11,6 +11,7 @@ from ctedge.engine_manifest import (
     check_source,
     cpu_facts,
     manifest_path,
+    openvino_runtime,
     read_manifest,
     write_manifest,
 )
@@ -78,6 +79,21 @@ def test_cpu_runtime_checks():
         check_cpu_runtime(_manifest(), "1.32.0", here | {"machine": "aarch64"})
     newer = here | {"flags": [*here["flags"], "amx_int8"]}
     check_cpu_runtime(_manifest(), "1.32.0", newer)  # extra features are fine
+
+
+def test_openvino_engine_runtime_checks(tmp_path):
+    here = cpu_facts(CPUINFO) | {"machine": "x86_64"}
+    manifest = _manifest(backend="openvino", file="m.int8-qdq-cpu.onnx",
+                         runtime=openvino_runtime("2026.4.1-x", here),
+                         backend_choice={"backend": "openvino", "chosen_by": "measurement",
+                                         "onnxruntime_img_s": 36.2, "openvino_img_s": 62.2})
+    write_manifest(tmp_path, manifest)
+    assert read_manifest(tmp_path) == manifest  # backend_choice survives the round trip
+    check_cpu_runtime(manifest, "2026.4.1-x", here)
+    with pytest.raises(ModelError, match="built for OpenVINO 2026.4.1-x, this is 2026.5.0"):
+        check_cpu_runtime(manifest, "2026.5.0", here)
+    with pytest.raises(ModelError, match="avx512_vnni, avx512f, which this CPU"):
+        check_cpu_runtime(manifest, "2026.4.1-x", here | {"flags": ["avx", "avx2", "fma"]})
 
 
 def test_file_and_source_hash_checks(tmp_path):
