@@ -7,7 +7,9 @@ from .export import export
 
 COMMANDS = [classify, export]
 COMMANDS.append(bench)
+from .train import evaluate, train  # noqa: E402
 
+COMMANDS += [train, evaluate]
 from .engine import build_engine  # noqa: E402
 
 COMMANDS.append(build_engine)

@@ -1,0 +1,69 @@
+"""Light, CT-appropriate augmentation on preprocessed tensors (torch, batched).
+
+Small rotations (+-10 deg), zoom (0.9-1.1), shifts (+-6 %), left-right flips and mild
+brightness/contrast changes: what varies between scanners, reconstructions and the figure crops
+of the UCSD set, without inventing anatomy. No elastic warps, no colour: CT is grey.
+Work is done in the [0, 1] grey space of `Preprocessing` so padding is black (air), then the
+same per-channel normalisation is re-applied.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    rotate_deg: float = 10.0
+    zoom: float = 0.1  # scale drawn from [1 - zoom, 1 + zoom]
+    shift: float = 0.06  # fraction of the image size
+    flip: float = 0.5  # probability of a left-right flip
+    brightness: float = 0.08  # additive, in [0, 1] grey units
+    contrast: float = 0.15  # multiplicative around the image mean
+
+    def __post_init__(self):
+        for name in ("rotate_deg", "zoom", "shift", "flip", "brightness", "contrast"):
+            value = float(getattr(self, name))
+            object.__setattr__(self, name, value)
+            if value < 0:
+                raise ValueError(f"augmentation {name} must be >= 0, got {value}")
+        if self.flip > 1 or self.zoom >= 1:
+            raise ValueError("flip must be a probability and zoom < 1")
+
+    @classmethod
+    def none(cls) -> Augmentation:
+        return cls(0, 0, 0, 0, 0, 0)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def __call__(self, batch, mean, std, generator=None):
+        """batch: float (N, 3, S, S) normalised input -> augmented batch, same shape/dtype."""
+        import torch
+        import torch.nn.functional as F
+
+        n = batch.shape[0]
+        dev = batch.device
+        mean_t = torch.tensor(mean, device=dev, dtype=batch.dtype).view(1, 3, 1, 1)
+        std_t = torch.tensor(std, device=dev, dtype=batch.dtype).view(1, 3, 1, 1)
+        grey = batch * std_t + mean_t
+
+        def uniform(low, high):
+            return torch.rand(n, generator=generator, device="cpu").to(dev) * (high - low) + low
+
+        angle = uniform(-self.rotate_deg, self.rotate_deg) * (math.pi / 180)
+        scale = uniform(1 - self.zoom, 1 + self.zoom)
+        tx, ty = uniform(-self.shift, self.shift) * 2, uniform(-self.shift, self.shift) * 2
+        flip = torch.where(uniform(0, 1) < self.flip, -1.0, 1.0).to(dev)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1),
+                             torch.stack([sin * flip, cos, ty], 1)], 1).to(batch.dtype)
+        grid = F.affine_grid(theta, list(grey.shape), align_corners=False)
+        grey = F.grid_sample(grey, grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)
+        c = uniform(1 - self.contrast, 1 + self.contrast).view(n, 1, 1, 1).to(batch.dtype)
+        b = uniform(-self.brightness, self.brightness).view(n, 1, 1, 1).to(batch.dtype)
+        centre = grey.mean(dim=(1, 2, 3), keepdim=True)
+        grey = ((grey - centre) * c + centre + b).clamp_(0.0, 1.0)
+        return (grey - mean_t) / std_t
