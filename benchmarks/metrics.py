@@ -11,53 +11,31 @@ from __future__ import annotations
 
 import numpy as np
 
+from ctedge import metrics
+
 
 def auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
-    """ROC area (Mann-Whitney U, ties count one half); None when a group is empty."""
-    scores = np.asarray(scores, dtype=np.float64)
-    positive = np.asarray(positive, dtype=bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    ranks = _average_ranks(scores)
-    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2
-    return float(u / (n_pos * n_neg))
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties given their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_vals = values[order]
-    ranks = np.empty(len(values), dtype=np.float64)
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_vals[end + 1] == sorted_vals[start]:
-            end += 1
-        ranks[order[start:end + 1]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
+    """ROC area (ctedge.metrics.auc, ties count one half); None when a group is empty."""
+    return _none_if_nan(metrics.auc(positive, scores))
 
 
 def binary_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float | None]:
     """Sensitivity, specificity, PPV, NPV (and counts) of boolean predictions vs truth."""
     predicted = np.asarray(predicted, dtype=bool)
     actual = np.asarray(actual, dtype=bool)
-    tp = int((predicted & actual).sum())
-    tn = int((~predicted & ~actual).sum())
-    fp = int((predicted & ~actual).sum())
-    fn = int((~predicted & actual).sum())
-    return {
-        "tp": tp, "tn": tn, "fp": fp, "fn": fn,
-        "sensitivity": _ratio(tp, tp + fn),
-        "specificity": _ratio(tn, tn + fp),
-        "ppv": _ratio(tp, tp + fp),
-        "npv": _ratio(tn, tn + fn),
-    }
+    counts = metrics.OneVsRest("", tp=int((predicted & actual).sum()),
+                               fp=int((predicted & ~actual).sum()),
+                               tn=int((~predicted & ~actual).sum()),
+                               fn=int((~predicted & actual).sum()))
+    out = {k: getattr(counts, k) for k in ("tp", "tn", "fp", "fn")}
+    for name in ("sensitivity", "specificity", "ppv", "npv"):
+        out[name] = _none_if_nan(getattr(counts, name))
+    return out
 
 
-def _ratio(num: int, den: int) -> float | None:
-    return num / den if den else None
+def _none_if_nan(value: float) -> float | None:
+    """JSON has no NaN: an undefined metric is null."""
+    return None if np.isnan(value) else float(value)
 
 
 def classification_report(probs: np.ndarray, labels: list[str], classes: list[str],

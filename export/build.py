@@ -166,8 +166,9 @@ def _build_in(folder: Path, config: EngineConfig, info: ModelInfo, onnx_sha: str
 
     calibration = None
     artifacts: dict[str, Path] = {}
+    source = _plain_fp32(config.model, folder / "source-fp32.onnx")
     if config.precision == "int8":
-        prepared = quantize.prepare_for_quantization(config.model, folder / "prepared.onnx")
+        prepared = quantize.prepare_for_quantization(source, folder / "prepared.onnx")
         log(f"calibrating ({config.calibration.method}) on {len(slices.calibration)} slices ...")
         calibration = calibrate(prepared, onnx_sha, list(slices.calibration), info.preprocessing,
                                 config.calibration)
@@ -180,7 +181,7 @@ def _build_in(folder: Path, config: EngineConfig, info: ModelInfo, onnx_sha: str
         (folder / "prepared.onnx").unlink()
     elif config.precision == "fp16":
         path = folder / f"{config.model.stem}.fp16.onnx"
-        fp16.convert_fp16(config.model, path, info)
+        fp16.convert_fp16(source, path, info)
         artifacts["fp16"] = path
     engine_source = {"int8": artifacts.get(config.target if config.target == "tensorrt" else
                                            "cpu"),
@@ -201,6 +202,8 @@ def _build_in(folder: Path, config: EngineConfig, info: ModelInfo, onnx_sha: str
             workspace_gib=config.workspace_gib, timing_cache=config.timing_cache), log=log)
         backend = "tensorrt"
 
+    if source != config.model:
+        source.unlink()
     inputs, labels, kind = _parity_inputs(slices, info)
     reference = _run_onnx(config.model, inputs)
     candidate = _run_engine(engine, backend, inputs, info.with_(precision=config.precision))
@@ -233,6 +236,20 @@ def _build_in(folder: Path, config: EngineConfig, info: ModelInfo, onnx_sha: str
     )
     write_manifest(folder, manifest)
     return manifest, parity, extra, (calibration.reused if calibration else None)
+
+
+def _plain_fp32(model: Path, out: Path) -> Path:
+    """`model`, or a copy at `out` with FP16-stored weights (ctedge.export.compact, as in the
+    reference model) expanded back to FP32 initializers, which the quantizers need."""
+    import onnx
+
+    from .compact import SUFFIX, expand
+
+    proto = onnx.load(str(model))
+    if not any(t.name.endswith(SUFFIX) for t in proto.graph.initializer):
+        return model
+    onnx.save(expand(proto), str(out))
+    return out
 
 
 def _parity_inputs(slices: SliceSplit | None, info: ModelInfo):

@@ -153,7 +153,11 @@ def _collect(model_path: Path, refs: list[SliceRef], preprocessing: Preprocessin
         chunk = max(config.batch, 32)
         for start in range(0, len(refs), chunk):
             inputs = load_inputs(refs[start:start + chunk], preprocessing)
-            _quiet(calibrator.collect_data, _ArrayReader(input_name, inputs, config.batch))
+            # One batch per call: ORT's histogram collectors stack a call's batches with
+            # np.asarray, which fails when the last batch is shorter.
+            for i in range(0, len(inputs), config.batch):
+                batch = inputs[i:i + config.batch]
+                _quiet(calibrator.collect_data, _ArrayReader(input_name, batch, len(batch)))
         ranges = calibrator.compute_data()
         del calibrator
     if not ranges.data:

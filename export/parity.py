@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ctedge.errors import ParityError
+from ctedge.metrics import auc
 
 DEFAULT_THRESHOLDS = {"int8": 0.99, "fp16": 0.999, "fp32": 0.999}
 
@@ -136,11 +137,6 @@ def _class_deltas(reference, candidate, ref_top, cand_top, classes, labels):
 
 
 def _auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
-    """One-vs-rest ROC AUC by the rank-sum (Mann-Whitney) formula, ties averaged."""
-    from scipy.stats import rankdata
-
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    """One-vs-rest ROC AUC (ctedge.metrics.auc); None when a group is empty."""
+    value = auc(positive, scores)
+    return None if np.isnan(value) else value

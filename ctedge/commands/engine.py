@@ -96,19 +96,7 @@ def build_engine(model, precision, int8_flag, target, cpu_backend, calib, calib_
 
 
 def default_model():
-    """The model `ctedge` ships: artifact.default_model_path() or the one .onnx in models/."""
-    from pathlib import Path
+    """The model `ctedge` ships (or $CTEDGE_MODEL)."""
+    from ctedge.artifact import default_model_path
 
-    from ctedge import artifact
-    from ctedge.errors import ModelError
-
-    finder = getattr(artifact, "default_model_path", None)
-    if finder is not None:
-        return Path(finder())
-    models = Path(__file__).resolve().parents[2] / "models"
-    found = sorted(models.glob("*.onnx")) if models.is_dir() else []
-    if len(found) != 1:
-        what = "no" if not found else f"{len(found)}"
-        raise ModelError(f"{models}: {what} .onnx models found; pass MODEL (an FP32 .onnx "
-                         "written by `ctedge export`)")
-    return found[0]
+    return default_model_path()
