@@ -237,7 +237,8 @@ class OpenVinoRunner(Runner):
                              "FP32 .onnx from `ctedge export`") from exc
         self.calibration_count = 0
         if precision == "int8" and quantized is not None:
-            model, self.calibration_count = quantized, len(calibration or ())
+            model = quantized
+            self.calibration_count = 0 if calibration is None else len(calibration)
         elif precision == "int8":
             model = self._quantize(model, calibration)
         self.model = model

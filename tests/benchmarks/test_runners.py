@@ -61,8 +61,14 @@ def test_openvino_int8_runs_after_nncf(small_model):
     with OpenVinoRunner(small_model, "int8", calibration=calibration) as runner:
         got = runner.infer(x)
         assert runner.description["calibration_slices"] == 8
+        quantized = runner.model
     assert got.shape == (3, 2)
     np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-3)
+    # the peers section reuses the accuracy section's NNCF model instead of quantising again
+    with OpenVinoRunner(small_model, "int8", calibration=calibration,
+                        quantized=quantized) as again:
+        np.testing.assert_allclose(again.infer(x), got, atol=1e-6)
+        assert again.description["calibration_slices"] == 8
 
 
 def _tiny_torch_twin(model_path):
