@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ctedge.errors import CalibrationError
+from ctedge import images
+from ctedge.errors import CalibrationError, ImageError
 from ctedge.preprocess import Preprocessing
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -208,22 +209,12 @@ def split_slices(source: Sequence[SliceRef], calib_size: int = 512, parity_size:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """A PNG/JPG/... slice as a numpy array (grey or RGB(A)); content decides, not the suffix."""
-    from PIL import Image, UnidentifiedImageError
-
+    """`ctedge.images.read_image`, failing as a calibration/parity-set problem."""
     try:
-        with Image.open(path) as im:
-            if im.mode in ("P", "CMYK", "YCbCr", "LAB", "HSV"):
-                im = im.convert("RGB")
-            elif im.mode in ("1", "LA", "La"):
-                im = im.convert("L")
-            array = np.asarray(im)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise CalibrationError(f"{path}: unreadable image ({type(exc).__name__}); remove it "
-                               "from the calibration/parity set") from exc
-    if array.dtype == np.int32 and array.size and 0 <= array.min() and array.max() <= 65535:
-        array = array.astype(np.uint16)  # PIL's 'I' mode for 16-bit PNGs
-    return array
+        return images.read_image(path)
+    except ImageError as exc:
+        raise CalibrationError(f"unreadable image: {exc}; remove it from the calibration/"
+                               "parity set") from exc
 
 
 def load_inputs(refs: Sequence[SliceRef], preprocessing: Preprocessing) -> np.ndarray:

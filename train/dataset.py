@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ctedge.errors import DataError, ImageError
+from ctedge.errors import DataError
+from ctedge.images import read_image
 from ctedge.preprocess import Preprocessing
 
 from .manifest import Sample
@@ -31,29 +32,6 @@ class SliceSet:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An image file -> uint8/uint16 numpy array (H, W) or (H, W, C)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
-                im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
-            elif im.mode == "I;16" or im.mode.startswith("I;16"):
-                return np.asarray(im, dtype=np.uint16)
-            elif im.mode in ("I", "F"):
-                arr = np.asarray(im, dtype=np.float64)
-                lo, hi = float(arr.min()), float(arr.max())
-                return ((arr - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
-            return np.asarray(im)
-    except FileNotFoundError as exc:
-        raise ImageError(f"{path}: image not found; check the manifest's path or data "
-                         "root") from exc
-    except OSError as exc:
-        raise ImageError(f"{path}: not a readable image ({exc}); remove it from the "
-                         "manifest") from exc
 
 
 def load_slices(samples: list[Sample] | tuple[Sample, ...], root: str | Path,
