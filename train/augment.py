@@ -21,9 +21,13 @@ class Augmentation:
     flip: float = 0.5  # probability of a left-right flip
     brightness: float = 0.08  # additive, in [0, 1] grey units
     contrast: float = 0.15  # multiplicative around the image mean
+    gamma: float = 0.0  # grey ** exp(U(-gamma, gamma)): another window/level, another gamma
+    noise: float = 0.0  # Gaussian noise, sigma drawn from [0, noise] grey units
+    blur: float = 0.0  # Gaussian blur, sigma drawn from [0, blur] pixels (another kernel)
 
     def __post_init__(self):
-        for name in ("rotate_deg", "zoom", "shift", "flip", "brightness", "contrast"):
+        for name in ("rotate_deg", "zoom", "shift", "flip", "brightness", "contrast", "gamma",
+                     "noise", "blur"):
             value = float(getattr(self, name))
             object.__setattr__(self, name, value)
             if value < 0:
@@ -34,6 +38,13 @@ class Augmentation:
     @classmethod
     def none(cls) -> Augmentation:
         return cls(0, 0, 0, 0, 0, 0)
+
+    @classmethod
+    def cross_source(cls) -> Augmentation:
+        """Against the shortcuts that tell sources apart: crop and zoom (tight figure crops
+        against full fields of view), window/gamma, scanner noise and reconstruction kernel."""
+        return cls(rotate_deg=10, zoom=0.2, shift=0.08, flip=0.5, brightness=0.08,
+                   contrast=0.25, gamma=0.35, noise=0.03, blur=1.0)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -66,4 +77,33 @@ class Augmentation:
         b = uniform(-self.brightness, self.brightness).view(n, 1, 1, 1).to(batch.dtype)
         centre = grey.mean(dim=(1, 2, 3), keepdim=True)
         grey = ((grey - centre) * c + centre + b).clamp_(0.0, 1.0)
+        if self.gamma:
+            g = torch.exp(uniform(-self.gamma, self.gamma)).view(n, 1, 1, 1).to(batch.dtype)
+            grey = grey.clamp(1e-6, 1.0) ** g
+        if self.blur:
+            grey = _blur(grey, uniform(0, self.blur))
+        if self.noise:
+            sigma = uniform(0, self.noise).view(n, 1, 1, 1).to(batch.dtype)
+            noise = torch.randn(grey.shape[0], 1, *grey.shape[2:], generator=generator)
+            grey = (grey + noise.to(dev, batch.dtype) * sigma).clamp_(0.0, 1.0)
         return (grey - mean_t) / std_t
+
+
+def _blur(grey, sigma):
+    """Per-image Gaussian blur (sigma in pixels, one per image; ~0 leaves the image as is)."""
+    import torch
+    import torch.nn.functional as F
+
+    radius = 3
+    x = torch.arange(-radius, radius + 1, dtype=grey.dtype, device=grey.device)
+    s = sigma.to(grey.device, grey.dtype).clamp(min=1e-3).view(-1, 1)
+    k = torch.exp(-(x.view(1, -1) ** 2) / (2 * s**2))
+    k = k / k.sum(dim=1, keepdim=True)  # (N, 2r+1)
+    n, c, h, w = grey.shape
+    flat = grey.reshape(1, n * c, h, w)
+    kc = k.repeat_interleave(c, dim=0)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"),
+                    kc.view(n * c, 1, 1, -1), groups=n * c)
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"),
+                    kc.view(n * c, 1, -1, 1), groups=n * c)
+    return flat.reshape(n, c, h, w)

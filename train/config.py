@@ -6,9 +6,11 @@ from dataclasses import asdict, dataclass, field
 
 from .augment import Augmentation
 
-TRAINABLE = ("paper", "all")
+TRAINABLE = ("paper", "top", "all")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SWITCH_KINDS = ("epoch", "plateau", "never")
+SAMPLINGS = ("shuffle", "balanced")
+KEEPS = ("best", "last")
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,8 @@ class TrainConfig:
 
     weights: "imagenet", "none" or a path to a torchvision ResNet-50 state_dict (.pth).
     trainable: "paper" (fc + layer4[2].conv1-3 with their BatchNorms; see docs/training.md)
-        or "all" (needed without pretrained weights).
+        "top" (layer3, layer4 and fc; stem, layer1 and layer2 frozen) or "all" (needed without
+        pretrained weights).
     Two-phase optimiser: Adam(adam_lr) first, then SGD(sgd_lr, momentum) from the switch:
         switch="epoch" switches at epoch `switch_epoch` (1-based, first SGD epoch);
         switch="plateau" switches when validation loss has not improved for
@@ -25,6 +28,11 @@ class TrainConfig:
     Early stopping: stop when neither validation accuracy nor loss improved for `patience`
         epochs (the counter restarts at the optimiser switch).
     precision: "auto" = bf16 autocast on CPUs with native BF16, fp16 AMP on CUDA, else fp32.
+    sampling: "shuffle" (every slice once per epoch) or "balanced" (draw `epoch_size` slices
+        with replacement so that every (source, class) pair weighs the same; see
+        `ctedge.train.sources.balanced_weights`).
+    keep: "best" (the best validation epoch) or "last" (the last epoch: when the number of
+        epochs was chosen beforehand, e.g. by leave-one-source-out).
     """
 
     epochs: int = 50
@@ -47,6 +55,9 @@ class TrainConfig:
     threads: int = 0  # 0: torch's default
     max_steps: int = 0  # > 0: stop each epoch after this many steps (smoke tests)
     label_smoothing: float = 0.0
+    sampling: str = "shuffle"
+    epoch_size: int = 0  # slices per epoch with balanced sampling; 0: the training set's size
+    keep: str = "best"
 
     def __post_init__(self):
         object.__setattr__(self, "weights", str(self.weights).strip())
@@ -67,9 +78,15 @@ class TrainConfig:
             raise ValueError("learning rates must be > 0 and momentum in [0, 1)")
         if self.switch_epoch < 1 or self.switch_patience < 1 or self.patience < 1:
             raise ValueError("switch_epoch, switch_patience and patience must be >= 1")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        if self.keep not in KEEPS:
+            raise ValueError(f"keep must be one of {KEEPS}, got {self.keep!r}")
+        if self.epoch_size < 0:
+            raise ValueError("epoch_size must be >= 0")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError("label_smoothing must be in [0, 1)")
-        if self.trainable == "paper" and self.weights == "none":
+        if self.trainable != "all" and self.weights == "none":
             raise ValueError("trainable='paper' freezes almost the whole network; without "
                              "pretrained weights use trainable='all'")
 

@@ -47,3 +47,30 @@ def load_slices(samples: list[Sample] | tuple[Sample, ...], root: str | Path,
     labels = np.array([classes.index(s.label) for s in samples], dtype=np.int64)
     return SliceSet(inputs, labels, tuple(s.patient_id for s in samples), tuple(classes),
                     tuple(s.path for s in samples), tuple(s.site for s in samples))
+
+
+def concat_slices(parts: list[SliceSet]) -> SliceSet:
+    """One SliceSet from several with the same classes (paths and sites kept per slice)."""
+    if not parts:
+        raise DataError("nothing to concatenate")
+    classes = parts[0].classes
+    if any(p.classes != classes for p in parts):
+        raise DataError("slice sets with different classes cannot be combined")
+
+    def joined(name):
+        return tuple(v for p in parts for v in (getattr(p, name) or ("",) * len(p)))
+
+    return SliceSet(np.concatenate([p.inputs for p in parts]),
+                    np.concatenate([p.labels for p in parts]), joined("patients"), classes,
+                    joined("paths"), joined("sites"))
+
+
+def subset(data: SliceSet, mask: np.ndarray) -> SliceSet:
+    """The slices where `mask` (bool, one per slice) is true."""
+    idx = np.flatnonzero(np.asarray(mask, dtype=bool))
+
+    def pick(values):
+        return tuple(values[i] for i in idx) if values else ()
+
+    return SliceSet(data.inputs[idx], data.labels[idx], pick(data.patients), data.classes,
+                    pick(data.paths), pick(data.sites))

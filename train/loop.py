@@ -73,8 +73,12 @@ def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 def train(train_set: SliceSet, val_set: SliceSet, config: TrainConfig, out_dir: str | Path,
           negative_class: str, preprocessing: Preprocessing, resume: bool = False,
-          extra_summary: dict | None = None) -> TrainResult:
-    """Train a ResNet-50 on preprocessed slices; choose the epoch on `val_set` only."""
+          extra_summary: dict | None = None, on_epoch=None) -> TrainResult:
+    """Train a ResNet-50 on preprocessed slices; choose the epoch on `val_set` only.
+
+    on_epoch: optional callable(net, run) -> dict of extra figures for the epoch's log record
+        (e.g. AUC on a held-out source); `run` is a dict with device, amp_dtype, memory_format.
+    """
     import torch
 
     from ctedge.export.model import build_resnet50, save_checkpoint
@@ -140,6 +144,13 @@ def train(train_set: SliceSet, val_set: SliceSet, config: TrainConfig, out_dir: 
     }
     inputs = torch.from_numpy(train_set.inputs)
     targets = torch.from_numpy(train_set.labels)
+    sample_weights = None
+    if config.sampling == "balanced":
+        from .sources import balanced_weights
+
+        sites = train_set.sites or ("",) * len(train_set)
+        sample_weights = torch.from_numpy(balanced_weights(sites, train_set.labels))
+    run_info = {"device": device, "amp_dtype": amp_dtype, "memory_format": memory_format}
     pp = preprocessing
     stopped_early = False
     log_path = out_dir / LOG_NAME
@@ -154,7 +165,11 @@ def train(train_set: SliceSet, val_set: SliceSet, config: TrainConfig, out_dir: 
             optimizer = make_optimizer("sgd")
         start = time.perf_counter()
         set_train_mode(net, config.trainable)
-        order = torch.randperm(len(targets), generator=generator)
+        if sample_weights is None:
+            order = torch.randperm(len(targets), generator=generator)
+        else:
+            order = torch.multinomial(sample_weights, config.epoch_size or len(targets),
+                                      replacement=True, generator=generator)
         n_batches = len(order) // config.batch_size
         if len(order) % config.batch_size >= 2 or n_batches == 0:
             n_batches += 1  # keep a last partial batch unless it is a lone slice (BatchNorm)
@@ -189,6 +204,8 @@ def train(train_set: SliceSet, val_set: SliceSet, config: TrainConfig, out_dir: 
             "val_loss": val_loss, "val_accuracy": val_acc,
             "seconds": round(seconds, 2), "train_images_per_s": round(seen / train_seconds, 2),
         }
+        if on_epoch is not None:
+            record.update(on_epoch(net, run_info))
         improved_acc = val_acc > state["best_acc"]
         improved_loss = val_loss < state["best_loss"]
         state["best_acc"] = max(state["best_acc"], val_acc)
@@ -196,7 +213,7 @@ def train(train_set: SliceSet, val_set: SliceSet, config: TrainConfig, out_dir: 
         state["stale"] = 0 if (improved_acc or improved_loss) else state["stale"] + 1
         state["loss_stale"] = 0 if improved_loss else state["loss_stale"] + 1
         select = (val_acc, -val_loss)
-        is_best = tuple(select) > tuple(state["best_select"])
+        is_best = tuple(select) > tuple(state["best_select"]) or config.keep == "last"
         if is_best:
             state["best_select"], state["best_epoch"] = select, epoch
         record["best"] = is_best

@@ -43,11 +43,25 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
 @click.option("--split", "split_mode", type=click.Choice(["official", "random"]),
               default="official", show_default=True,
               help="official: the manifest's split column; random: repeated 3:1 patient splits.")
+@click.option("--protocol", type=click.Choice(["split", "leave-one-source-out", "all-sources"]),
+              default="split", show_default=True,
+              help="With a source manifest (a `source` column): leave-one-source-out trains one "
+                   "model per held-out source and prints the matrix; all-sources trains on the "
+                   "train and val rows of every source (test rows never train).")
+@click.option("--cache", "cache_dir", default=None, help="Folder for preprocessed slices of a "
+              "source manifest (reused by later runs; never commit it).")
 @click.option("--repeats", default=5, show_default=True, help="Random splits (seeds) to run.")
 @click.option("--val-fraction", default=0.25, show_default=True)
 @click.option("--weights", default="none", show_default=True,
-              help="imagenet, none, or a torchvision ResNet-50 state_dict .pth.")
-@click.option("--trainable", type=click.Choice(["paper", "all"]), default="all", show_default=True)
+              help="imagenet, astra (CT-pretrained, the astra extra), none, or a torchvision "
+                   "ResNet-50 state_dict .pth.")
+@click.option("--trainable", type=click.Choice(["paper", "top", "all"]), default="all",
+              show_default=True)
+@click.option("--sampling", type=click.Choice(["shuffle", "balanced"]), default="shuffle",
+              show_default=True, help="balanced: every (source, class) pair weighs the same.")
+@click.option("--epoch-size", default=0, help="Slices per epoch with balanced sampling.")
+@click.option("--keep", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="Checkpoint to keep as best.pt: best validation epoch, or the last.")
 @click.option("--epochs", default=50, show_default=True)
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--adam-lr", default=1e-4, show_default=True)
@@ -58,7 +72,13 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
 @click.option("--patience", default=10, show_default=True,
               help="Early stop after this many epochs without val accuracy or loss improving.")
 @click.option("--class-weighting/--no-class-weighting", default=True, show_default=True)
-@click.option("--augment/--no-augment", default=True, show_default=True)
+@click.option("--augment", type=click.Choice(["standard", "cross-source", "none"]),
+              default="standard", show_default=True,
+              help="cross-source adds stronger zoom, gamma, noise and blur.")
+@click.option("--preprocessing", "preset", type=click.Choice(["lung", "ct-pretrained"]),
+              default="lung", show_default=True,
+              help="lung: W1500/L-600, ImageNet mean/std; ct-pretrained: HU -1000..200, no "
+                   "mean/std, cropped to the body (for --weights astra).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               default="auto", show_default=True)
 @click.option("--size", default=224, show_default=True, help="Input size in pixels.")
@@ -69,9 +89,10 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
               "(repeatable), e.g. cap=non_covid.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @debug_option
-def train(data, data_root, out_dir, classes, negative_class, split_mode, repeats, val_fraction,
-          weights, trainable, epochs, batch_size, adam_lr, sgd_lr, switch, patience,
-          class_weighting, augment, precision, size, seed, threads, max_steps, map_label, resume):
+def train(data, data_root, out_dir, classes, negative_class, split_mode, protocol, cache_dir,
+          repeats, val_fraction, weights, trainable, sampling, epoch_size, keep, epochs,
+          batch_size, adam_lr, sgd_lr, switch, patience, class_weighting, augment, preset,
+          precision, size, seed, threads, max_steps, map_label, resume):
     """Train a ResNet-50 slice classifier on DATA (a manifest .csv or a folder per class)."""
     from ctedge.preprocess import Preprocessing
     from ctedge.train.augment import Augmentation
@@ -86,11 +107,21 @@ def train(data, data_root, out_dir, classes, negative_class, split_mode, repeats
             switch_epoch=number if kind == "epoch" else 25,
             switch_patience=number if kind == "plateau" else 5, patience=patience,
             class_weighting=class_weighting,
-            augmentation=Augmentation() if augment else Augmentation.none(),
-            precision=precision, seed=seed, threads=threads, max_steps=max_steps)
-        preprocessing = Preprocessing(size=size)
+            augmentation={"standard": Augmentation, "none": Augmentation.none,
+                          "cross-source": Augmentation.cross_source}[augment](),
+            precision=precision, seed=seed, threads=threads, max_steps=max_steps,
+            sampling=sampling, epoch_size=epoch_size, keep=keep)
+        preprocessing = (Preprocessing.ct_pretrained(size) if preset == "ct-pretrained"
+                         else Preprocessing(size=size))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    if protocol != "split":
+        from ctedge.train.multisource import train_sources
+
+        doc = train_sources(data, data_root, protocol, config, out_dir, preprocessing,
+                            _classes(classes), negative_class, cache_dir, resume)
+        click.echo(doc)
+        return
     source = DataSource.open(data, data_root, _classes(classes), negative_class,
                              _label_map(map_label))
     splits = make_splits(source, split_mode, repeats, val_fraction, seed)

@@ -1,0 +1,44 @@
+"""The body crop of the one preprocessing definition."""
+
+import numpy as np
+import pytest
+
+from ctedge.preprocess import Preprocessing, crop_to_body
+
+
+def _slice_with_body(h=512, w=512):
+    grey = np.full((h, w), 0.2, np.float32)  # air around the patient
+    yy, xx = np.mgrid[:h, :w]
+    body = ((yy - 260) / 150) ** 2 + ((xx - 250) / 200) ** 2 <= 1
+    grey[body] = 0.9
+    lungs = (((yy - 250) / 80) ** 2 + ((xx - 180) / 50) ** 2 <= 1) | \
+        (((yy - 250) / 80) ** 2 + ((xx - 320) / 50) ** 2 <= 1)
+    grey[lungs] = 0.35
+    return grey
+
+
+def test_crop_finds_the_body_bounding_box():
+    grey = _slice_with_body()
+    out = crop_to_body(grey)
+    h, w = out.shape
+    # body spans rows 110..410 and columns 50..450; 3% margin (15 px) around it
+    assert 290 <= h <= 340 and 390 <= w <= 440
+    assert out.mean() > grey.mean()
+
+
+def test_crop_leaves_tight_or_flat_images_whole():
+    flat = np.full((100, 120), 0.5, np.float32)
+    assert crop_to_body(flat).shape == flat.shape
+    tight = _slice_with_body()[110:410, 50:450]
+    assert crop_to_body(tight).shape[0] >= 0.95 * tight.shape[0]
+
+
+def test_preset_and_metadata_round_trip():
+    pp = Preprocessing.ct_pretrained(64)
+    assert pp.crop == "body" and pp.mean == (0.0, 0.0, 0.0)
+    assert Preprocessing.from_dict(pp.to_dict()) == pp
+    assert Preprocessing.from_dict({"size": 64}).crop == "none"  # models made before the crop
+    with pytest.raises(ValueError, match="crop"):
+        Preprocessing(crop="lungs")
+    x = pp.from_windowed(_slice_with_body())
+    assert x.shape == (3, 64, 64) and np.isfinite(x).all()
