@@ -79,6 +79,8 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
               default="lung", show_default=True,
               help="lung: W1500/L-600, ImageNet mean/std; ct-pretrained: HU -1000..200, no "
                    "mean/std, cropped to the body (for --weights astra).")
+@click.option("--crop", type=click.Choice(["preset", "none", "body"]), default="preset",
+              show_default=True, help="Override the preset's crop (body: crop to the body).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               default="auto", show_default=True)
 @click.option("--size", default=224, show_default=True, help="Input size in pixels.")
@@ -92,7 +94,7 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
 def train(data, data_root, out_dir, classes, negative_class, split_mode, protocol, cache_dir,
           repeats, val_fraction, weights, trainable, sampling, epoch_size, keep, epochs,
           batch_size, adam_lr, sgd_lr, switch, patience, class_weighting, augment, preset,
-          precision, size, seed, threads, max_steps, map_label, resume):
+          crop, precision, size, seed, threads, max_steps, map_label, resume):
     """Train a ResNet-50 slice classifier on DATA (a manifest .csv or a folder per class)."""
     from ctedge.preprocess import Preprocessing
     from ctedge.train.augment import Augmentation
@@ -113,6 +115,8 @@ def train(data, data_root, out_dir, classes, negative_class, split_mode, protoco
             sampling=sampling, epoch_size=epoch_size, keep=keep)
         preprocessing = (Preprocessing.ct_pretrained(size) if preset == "ct-pretrained"
                          else Preprocessing(size=size))
+        if crop != "preset":
+            preprocessing = Preprocessing.from_dict({**preprocessing.to_dict(), "crop": crop})
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     if protocol != "split":
