@@ -39,6 +39,18 @@ def test_preset_and_metadata_round_trip():
     assert Preprocessing.from_dict(pp.to_dict()) == pp
     assert Preprocessing.from_dict({"size": 64}).crop == "none"  # models made before the crop
     with pytest.raises(ValueError, match="crop"):
-        Preprocessing(crop="lungs")
+        Preprocessing(crop="heart")
     x = pp.from_windowed(_slice_with_body())
     assert x.shape == (3, 64, 64) and np.isfinite(x).all()
+
+
+def test_lung_crop_is_tighter_than_the_body_crop():
+    grey = _slice_with_body()
+    body = crop_to_body(grey)
+    lungs = crop_to_body(grey, lungs=True)
+    # lungs span rows 170..330 and columns 130..370 (+3% margins)
+    assert lungs.shape[0] < body.shape[0] and lungs.shape[1] < body.shape[1]
+    assert 160 <= lungs.shape[0] <= 200 and 240 <= lungs.shape[1] <= 280
+    no_lungs = grey.copy()
+    no_lungs[(grey > 0.3) & (grey < 0.5)] = 0.9  # fill the lungs in: nothing dark inside
+    assert crop_to_body(no_lungs, lungs=True).shape == crop_to_body(no_lungs).shape

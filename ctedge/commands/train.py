@@ -79,8 +79,9 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
               default="lung", show_default=True,
               help="lung: W1500/L-600, ImageNet mean/std; ct-pretrained: HU -1000..200, no "
                    "mean/std, cropped to the body (for --weights astra).")
-@click.option("--crop", type=click.Choice(["preset", "none", "body"]), default="preset",
-              show_default=True, help="Override the preset's crop (body: crop to the body).")
+@click.option("--crop", type=click.Choice(["preset", "none", "body", "lungs"]), default="preset",
+              show_default=True,
+              help="Override the preset's crop (body: to the body; lungs: to the lung fields).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               default="auto", show_default=True)
 @click.option("--size", default=224, show_default=True, help="Input size in pixels.")
