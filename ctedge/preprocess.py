@@ -120,13 +120,22 @@ class Preprocessing:
             raise ValueError(f"expected a 2-D or 3-D image, got shape {image.shape}")
         return self.from_windowed(np.clip(grey, 0.0, 1.0))
 
+    def crop_box(self, grey: np.ndarray) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) of the part of a windowed slice that the model sees
+        (before padding to a square): the whole slice unless `crop` says otherwise."""
+        grey = np.asarray(grey)
+        if self.crop == "none":
+            return (0, grey.shape[0], 0, grey.shape[1])
+        return body_box(grey, lungs=self.crop == "lungs")
+
     def from_windowed(self, grey: np.ndarray) -> np.ndarray:
         """A 2-D float image in [0, 1] -> float32 (3, size, size) model input."""
         grey = np.asarray(grey, dtype=np.float32)
         if grey.ndim != 2 or min(grey.shape) < 1:
             raise ValueError(f"expected a non-empty 2-D image, got shape {grey.shape}")
         if self.crop != "none":
-            grey = crop_to_body(grey, lungs=self.crop == "lungs")
+            top, bottom, left, right = self.crop_box(grey)
+            grey = grey[top:bottom, left:right]
         square = _pad_to_square(grey)
         resized = area_resize(square, self.size)
         out = np.empty((3, self.size, self.size), dtype=np.float32)
@@ -139,31 +148,39 @@ CROPS = ("none", "body", "lungs")
 
 
 def crop_to_body(grey: np.ndarray, margin: float = 0.03, lungs: bool = False) -> np.ndarray:
-    """The bounding box of the body in a windowed [0, 1] slice (a view, no copy).
+    """The slice cropped to `body_box` (a view, no copy)."""
+    top, bottom, left, right = body_box(grey, margin, lungs)
+    return grey[top:bottom, left:right]
+
+
+def body_box(grey: np.ndarray, margin: float = 0.03, lungs: bool = False
+             ) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right), in pixels, of the body in a windowed [0, 1] slice.
 
     The body is the largest connected component brighter than the Otsu threshold (after a
     small opening) of a subsampled copy (about 128 px on the long side: well under 1 ms).
     When nothing plausible is found (no contrast, or a component under 5% of the image) the
-    slice is returned whole: a tight crop (a figure from a paper) is left as it is.
-    lungs: crop to the box of the dark components (each >= 1% of the body) enclosed by the
-    body instead, when they cover >= 5% of it; else to the body box.
+    whole slice is the box: a tight crop (a figure from a paper) is left as it is.
+    lungs: the box of the dark components (each >= 1% of the body) enclosed by the body
+    instead, when they cover >= 5% of it; else the body box.
     """
     from scipy import ndimage
 
     h, w = grey.shape
+    whole = (0, h, 0, w)
     step = max(1, max(h, w) // 128)
     small = grey[::step, ::step]
     threshold = _otsu(small)
     if threshold is None:
-        return grey
+        return whole
     # an opening cuts thin bridges, so the scanner table does not join the body
     labels, n = ndimage.label(ndimage.binary_opening(small > threshold, iterations=2))
     if n == 0:
-        return grey
+        return whole
     sizes = np.bincount(labels.ravel())[1:]
     biggest = int(np.argmax(sizes)) + 1
     if sizes[biggest - 1] < 0.05 * small.size:
-        return grey
+        return whole
     region = labels == biggest
     if lungs:
         body = ndimage.binary_fill_holes(region)
@@ -176,11 +193,8 @@ def crop_to_body(grey: np.ndarray, margin: float = 0.03, lungs: bool = False) ->
     rows = np.flatnonzero(region.any(axis=1))
     cols = np.flatnonzero(region.any(axis=0))
     pad_r, pad_c = int(margin * h), int(margin * w)
-    top = max(0, rows[0] * step - pad_r)
-    bottom = min(h, (rows[-1] + 1) * step + pad_r)
-    left = max(0, cols[0] * step - pad_c)
-    right = min(w, (cols[-1] + 1) * step + pad_c)
-    return grey[top:bottom, left:right]
+    return (max(0, int(rows[0]) * step - pad_r), min(h, (int(rows[-1]) + 1) * step + pad_r),
+            max(0, int(cols[0]) * step - pad_c), min(w, (int(cols[-1]) + 1) * step + pad_c))
 
 
 def _otsu(image: np.ndarray, bins: int = 64) -> float | None:

@@ -54,3 +54,13 @@ def test_lung_crop_is_tighter_than_the_body_crop():
     no_lungs = grey.copy()
     no_lungs[(grey > 0.3) & (grey < 0.5)] = 0.9  # fill the lungs in: nothing dark inside
     assert crop_to_body(no_lungs, lungs=True).shape == crop_to_body(no_lungs).shape
+
+
+def test_crop_box_is_what_the_model_sees():
+    grey = _slice_with_body()
+    for crop in ("none", "body", "lungs"):
+        pp = Preprocessing(size=64, crop=crop)
+        top, bottom, left, right = pp.crop_box(grey)
+        same = Preprocessing(size=64).from_windowed(grey[top:bottom, left:right])
+        assert np.array_equal(pp.from_windowed(grey), same)
+    assert Preprocessing(crop="none").crop_box(grey) == (0, 512, 0, 512)
