@@ -17,6 +17,7 @@ The server is stopped by its own PID (SIGTERM, then SIGKILL), never by name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -183,20 +184,46 @@ class LocalTritonServer:
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+                self.process = process
+                self.kill()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
     def kill(self) -> None:
-        """SIGKILL the server now (a server that goes away mid-study)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        """SIGKILL the server now (a server that goes away mid-study), and its Python-backend
+        stubs with it: they ignore SIGTERM and outlive a killed server otherwise. They are in
+        the server's own process group (started with start_new_session); their shared-memory
+        regions are removed afterwards."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        regions = _stub_regions(process.pid)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        for name in regions:
+            with contextlib.suppress(OSError):
+                (Path("/dev/shm") / name).unlink()
 
     def __enter__(self) -> LocalTritonServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _stub_regions(server_pid: int) -> list[str]:
+    """Shared-memory region names of the Python-backend stubs that `server_pid` started."""
+    regions = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == server_pid:
+            regions += [a.decode() for a in args
+                        if a.startswith(b"triton_python_backend_shm_region_")]
+    return regions

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,6 +185,7 @@ def test_server_gone_mid_study(capsys, tmp_path, ct_factory, served_repository,
             return out
 
         monkeypatch.setattr(TritonBackend, "_infer", infer_then_kill)
+        backends = str(server.log.parent / "backends")
         out_file = tmp_path / "result.json"
         code, _, err = run(capsys, "classify", study, "--model", tiny_served_model, "--backend",
                            "triton", "--url", server.grpc_url, "--protocol", "grpc",
@@ -191,6 +193,16 @@ def test_server_gone_mid_study(capsys, tmp_path, ct_factory, served_repository,
                            "--workers", "1")
     one_line_error(code, err, server.grpc_url, "inference on 2 slices failed after 4 tries")
     assert calls == [2] and not out_file.exists()
+    stubs = [p for p in Path("/proc").glob("[0-9]*/cmdline")
+             if backends.encode() in _read(p)]
+    assert not stubs, "the killed server's Python-backend stubs are still running"
+
+
+def _read(path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process ended meanwhile
+        return b""
 
 
 def _chest(size: int = 256) -> np.ndarray:
