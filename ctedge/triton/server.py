@@ -46,6 +46,16 @@ def triton_home() -> Path:
     return home
 
 
+def check_python() -> None:
+    """The Python-backend stub embeds this interpreter's libpython, which must be shared."""
+    libdir = Path(sysconfig.get_config_var("LIBDIR") or "")
+    name = sysconfig.get_config_var("INSTSONAME") or ""
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED") or not (libdir / name).is_file():
+        raise BackendUnavailable(
+            f"this Python ({sys.executable}) has no shared libpython, which Triton's "
+            "Python-backend stub needs; use a Python built with --enable-shared")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -82,6 +92,7 @@ class LocalTritonServer:
 
     def _backend_dir(self) -> Path:
         """backends/python with the stub built for this interpreter's Python version."""
+        check_python()
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         stub = self.home / "python_backend_stubs" / version / "triton_python_backend_stub"
         if not stub.is_file():

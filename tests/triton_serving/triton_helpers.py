@@ -18,10 +18,11 @@ def tritonserver_missing() -> str:
     if not HAS_CLIENT:
         return "tritonclient not installed (pip install 'ctedge[triton]')"
     from ctedge.errors import BackendUnavailable
-    from ctedge.triton.server import triton_home
+    from ctedge.triton.server import check_python, triton_home
 
     try:
         triton_home()
+        check_python()
     except BackendUnavailable as exc:
         return str(exc)
     return ""
