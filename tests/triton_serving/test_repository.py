@@ -137,3 +137,32 @@ def test_invalid_config_text_is_an_error():
         parse_config('name: "x"\nmax_batch_size: "many"\n')
     with pytest.raises(RepositoryError, match="not a valid Triton ModelConfig"):
         parse_config('name: "x"\nunknown_field: 3\n')
+
+
+def test_cpu_engine_folder_needs_python_backend(capsys, tmp_path):
+    """A build-engine CPU folder goes whole into the Python-backend model (its manifest keeps
+    the engine's runtime checks); Triton's own ORT backend would not read that manifest."""
+    import onnxruntime as ort
+
+    from ctedge.engine_manifest import EngineManifest, cpu_runtime, write_manifest
+
+    engine = tmp_path / "engine"
+    engine.mkdir()
+    onnx_file = make_tiny_model(engine / "m.int8-qdq-cpu.onnx", size=32)
+    write_manifest(engine, EngineManifest(
+        file=onnx_file.name, backend="onnxruntime", target="cpu", precision="int8",
+        engine_sha256=file_sha256(onnx_file), onnx_sha256=file_sha256(onnx_file),
+        classes=("normal", "covid19", "viral_pneumonia", "bacterial_pneumonia", "tuberculosis"),
+        negative_class="normal", preprocessing={"size": 32},
+        runtime=cpu_runtime(ort.__version__)))
+    code, _, err = run(capsys, "export-triton", engine, "--out", tmp_path / "repo")
+    assert code == 2 and "--python-backend" in err
+    code, _, err = run(capsys, "export-triton", engine, "--out", tmp_path / "repo",
+                       "--python-backend")
+    assert code == 0, err
+    version = tmp_path / "repo" / "ctedge" / "1"
+    assert sorted(p.name for p in (version / "ctedge-engine").iterdir()) == [
+        "m.int8-qdq-cpu.onnx", "manifest.json"]
+    cfg = read_config(version.parent / "config.pbtxt")
+    assert cfg.parameters["ctedge_model_file"].string_value == "ctedge-engine"
+    assert list(cfg.input[0].dims) == [3, 32, 32]
