@@ -65,11 +65,14 @@ class TritonConfig:
 class TritonBackend(Backend):
     name = "triton"
 
-    def __init__(self, path: str | Path, url: str, protocol: str = "http",
+    def __init__(self, path: str | Path, url: str | None = None, protocol: str = "http",
                  model_name: str = "ctedge", timeout_s: float = 30.0, retries: int = 3,
                  backoff_s: float = 0.5, **_ignored):
         from ..triton.repository import load_artifact
 
+        if not url:
+            raise BackendUnavailable("the triton backend needs the server's address: "
+                                     "--url HOST:PORT")
         self.config = TritonConfig(url, protocol, model_name, timeout_s, retries, backoff_s)
         self.path = Path(path)
         expected = load_artifact(self.path).info  # what this client was built for

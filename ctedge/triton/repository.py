@@ -102,6 +102,7 @@ def load_artifact(model: str | Path) -> Artifact:
     """Describe a ctedge .onnx, a TensorRT engine (file or folder) or a CPU engine folder."""
     from ..backends import resolve
     from ..engine_manifest import manifest_path, read_manifest
+    from ..preprocess import Preprocessing
 
     path = Path(model)
     if not path.exists():
@@ -110,8 +111,6 @@ def load_artifact(model: str | Path) -> Artifact:
     if path.is_file() and path.suffix == ".onnx" and manifest_path(path) is None:
         return _onnx_artifact(path)
     file, backend = resolve(path)
-    from ..preprocess import Preprocessing
-
     folder = path if path.is_dir() else file.parent
     manifest = read_manifest(folder)
     info = ModelInfo(classes=manifest.classes, negative_class=manifest.negative_class,
@@ -122,9 +121,9 @@ def load_artifact(model: str | Path) -> Artifact:
         return Artifact(folder, "plan", info, INPUT_NAME, OUTPUT_NAME, "TYPE_FP32", "TYPE_FP32",
                         int(profile["max"]) if "max" in profile else None)
     onnx_file = folder / manifest.file
-    if onnx_file.suffix != ".onnx":
-        raise ModelError(f"{folder}: a {backend} engine; only ONNX and TensorRT engines export "
-                         "to Triton (use --python-backend, or export the FP32 .onnx)")
+    if onnx_file.suffix != ".onnx":  # an OpenVINO engine: only ctedge's own backend runs it
+        return Artifact(folder, "engine", info, INPUT_NAME, OUTPUT_NAME, "TYPE_FP32",
+                        "TYPE_FP32", None)
     described = _onnx_artifact(onnx_file)
     return Artifact(folder, "engine", described.info, described.input_name,
                     described.output_name, described.input_dtype, described.output_dtype, None)
