@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import ModelError
 from .base import Backend
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino", "triton")
 MANIFEST = "manifest.json"
 
 
@@ -62,6 +62,10 @@ def _manifest_backend(path: Path) -> str | None:
 def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if backend == "triton":  # the model is on a server; `model` says what the client expects
+        from .triton import TritonBackend
+
+        return TritonBackend(model, **options)
     path, natural, engine = _resolve(model)
     if natural not in BACKENDS:
         raise ModelError(f"{model}: its manifest names an unknown backend {natural!r}; rebuild "

@@ -7,11 +7,12 @@ import sys
 import click
 
 from .common import debug_option
+from .triton import open_triton, triton_options
 
 FORMATS = ("table", "json", "csv")
 # = ctedge.backends.BACKENDS, spelled out so `import ctedge.cli` does not import numpy
 # (tests/backends/test_openvino.py checks they agree).
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino", "triton")
 
 
 @click.command()
@@ -33,8 +34,10 @@ BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Write the result here (atomically) instead of stdout.")
+@triton_options
 @debug_option
-def classify(study_dir, model, backend, batch_size, rule, series_uid, workers, fmt, out):
+def classify(study_dir, model, backend, batch_size, rule, series_uid, workers, fmt, out,
+             **triton):
     """Classify the CT series of STUDY_DIR (a folder of DICOM files, searched recursively).
 
     Decision support only, not a medical device.
@@ -44,7 +47,8 @@ def classify(study_dir, model, backend, batch_size, rule, series_uid, workers, f
 
     config = ClassifyConfig(model=model, backend=backend, batch_size=batch_size, rule=rule,
                             series_uid=series_uid, workers=workers, progress=sys.stderr.isatty())
-    result = classify_study(study_dir, config)
+    with open_triton(backend, model, triton) as remote:  # None unless --backend triton
+        result = classify_study(study_dir, config, backend=remote)
     text = result.render(fmt)
     if out:
         atomic_write(out, text)
