@@ -127,15 +127,21 @@ class OpenVinoBackend(Backend):
         return self._maps_index is not None
 
     def _infer_maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not self._maps_requests:
+        if not self._maps_requests:  # compiled like the probabilities-only model
             core, full, config = self._full
-            config = {**config, "PERFORMANCE_HINT": "LATENCY"}  # one request, all threads
-            self._maps_requests = [self._compile(core, full, config).create_infer_request()]
-        request = self._maps_requests[0]
-        request.infer({0: batch})
+            compiled = self._compile(core, full, config)
+            self._maps_requests = [compiled.create_infer_request()
+                                   for _ in range(len(self._requests))]
+        parts = np.array_split(batch, min(len(self._maps_requests), len(batch)))
+        used = self._maps_requests[:len(parts)]
+        for request, part in zip(used, parts, strict=True):
+            request.start_async({0: part})
+        for request in used:
+            request.wait()
         probs_index = 1 - self._maps_index
-        return (request.get_output_tensor(probs_index).data.copy(),
-                request.get_output_tensor(self._maps_index).data.copy())
+        # copies: the output tensors belong to the requests and are reused
+        return (np.concatenate([r.get_output_tensor(probs_index).data for r in used]),
+                np.concatenate([r.get_output_tensor(self._maps_index).data for r in used]))
 
     @property
     def description(self) -> dict:
