@@ -107,14 +107,14 @@ def _html(mistakes, positive_class: str, model_name: str) -> str:
 def _grid(mistakes):
     from PIL import Image, ImageDraw
 
-    from ctedge.report.summary import _font
+    from ctedge.report.summary import load_font
 
     cols = 3
     cell_w, cell_h = 2 * 160 + 12, 160 + 40
     rows = max(1, -(-len(mistakes) // cols))
     image = Image.new("RGB", (cols * cell_w + 20, rows * cell_h + 20), (255, 255, 255))
     draw = ImageDraw.Draw(image)
-    font = _font(13)
+    font = load_font(13)
     for n, m in enumerate(mistakes):
         x, y = 10 + (n % cols) * cell_w, 10 + (n // cols) * cell_h
         image.paste(m.plain.convert("RGB"), (x, y))

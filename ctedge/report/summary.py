@@ -20,7 +20,7 @@ def render_summary(data: ReportData):
     from PIL import Image, ImageDraw
 
     rows = picture_order(data)[:3]  # the decided class and the next two
-    f_big, f_mid, f_small = _font(34), _font(18), _font(14)
+    f_big, f_mid, f_small = load_font(34), load_font(18), load_font(14)
     d = data.decision
     lines = [(t, f_mid) for t in textwrap.wrap(f"{d.rule} rule: {d.reason}", 52)[:4]] + [
         (t, f_small) for t in textwrap.wrap(
@@ -44,12 +44,12 @@ def render_summary(data: ReportData):
         draw.text((14, y), line, font=font, fill=INK)
         y += 22
     y += 8
-    draw.text((14, y), f"{'class':<24}top-1  p>=thr  max p", font=_mono(15), fill=INK)
+    draw.text((14, y), f"{'class':<24}top-1  p>=thr  max p", font=mono_font(15), fill=INK)
     for i, r in enumerate(data.rows[:6]):
         yy = y + 22 * (i + 1)
         draw.rectangle([14, yy + 3, 26, yy + 15], fill=PALETTE[i % len(PALETTE)])
         draw.text((34, yy), f"{r.label[:22]:<22}{r.top1_slices:>6}{r.above_threshold:>7}"
-                  f"{r.max_probability:>7.3f}", font=_mono(15), fill=INK)
+                  f"{r.max_probability:>7.3f}", font=mono_font(15), fill=INK)
 
     _profile(draw, data, (560, 56, WIDTH - 20, 300), f_small)
     y = top
@@ -117,7 +117,7 @@ def _profile(draw, data: ReportData, box, font) -> None:
     draw.text((x(n) - 60, bottom + 4), f"slice {n}", font=font, fill=GREY)
 
 
-def _font(size: int):
+def load_font(size: int):
     from PIL import ImageFont
 
     for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
@@ -128,7 +128,7 @@ def _font(size: int):
     return ImageFont.load_default(size=size)
 
 
-def _mono(size: int):
+def mono_font(size: int):
     from PIL import ImageFont
 
     for name in ("DejaVuSansMono.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"):

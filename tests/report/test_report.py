@@ -159,3 +159,16 @@ def test_secondary_capture_sits_in_the_source_study(capsys, tmp_path, study, cam
     assert back.SOPInstanceUID != source.SOPInstanceUID
     summary = np.asarray(Image.open(files.summary).convert("RGB"))
     np.testing.assert_array_equal(back.pixel_array, summary)
+
+
+def test_study_without_lungs_still_gets_a_report(capsys, tmp_path, ct_factory, cam_model):
+    folder = tmp_path / "abdomen"
+    ct_factory.make_series(folder, [0.0, 2.0], pixels=np.full((256, 256), 24, np.uint16),
+                           size=256, spacing=SPACING_MM)
+    out = tmp_path / "report"
+    code, _, err = _classify(capsys, folder, "--model", cam_model, "--report", out)
+    assert code == 0, err
+    page = (out / "report.html").read_text()
+    assert "indeterminate" in page and "0&ndash;1" in page
+    assert page.count("<figure") == 0 and "no classified slice" in page
+    assert Image.open(out / "summary.png").size[0] == 1400
