@@ -20,7 +20,7 @@ MODEL = ROOT / "models" / "ctedge-resnet50-ucsd.onnx"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _chromium(*args, timeout=90) -> subprocess.CompletedProcess:
+def _chromium(*args, timeout=300) -> subprocess.CompletedProcess:
     return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
                            "--hide-scrollbars", *args], capture_output=True, text=True,
                           timeout=timeout, check=True)
