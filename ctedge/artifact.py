@@ -6,7 +6,8 @@ the precision, a hash of the graph and the ctedge version that wrote it. The run
 everything it needs from there; nothing about a model lives in constants.
 
 Model graph contract: one float32 input (N, 3, size, size), one float32 output (N, n_classes)
-holding probabilities (softmax inside the graph).
+holding probabilities (softmax inside the graph), and optionally a second float32 output, the
+class-activation maps (N, n_classes, h, w), declared in `ModelInfo.cam`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class ModelInfo:
     ctedge_version: str = __version__
     training: dict = field(default_factory=dict)  # data summary, metrics; free-form, may be empty
     quantization: dict = field(default_factory=dict)  # calibration key and form, for INT8 models
+    # Class-activation maps: {"output": name, ...} when the graph has the second output
+    # (N, n_classes, h, w) written by ctedge.export.cam; empty for models without it.
+    cam: dict = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
@@ -72,6 +76,8 @@ class ModelInfo:
             "training": self.training,
             "quantization": self.quantization,
         }
+        if self.cam:  # only when present, so models without maps keep their exact metadata
+            data["cam"] = self.cam
         return json.dumps(data, sort_keys=True)
 
     @classmethod

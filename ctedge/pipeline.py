@@ -42,6 +42,7 @@ class ClassifyConfig:
     series_uid: str | None = None
     workers: int = 0
     progress: bool = False
+    maps: bool = False  # also fetch class-activation maps (models that have them; report)
 
     def __post_init__(self):
         if self.model is not None:
@@ -74,9 +75,10 @@ def classify_study(study_dir: str | Path, config: ClassifyConfig = ClassifyConfi
         backend = open_backend(model_path, config.backend)
     timings["load"] = time.perf_counter() - load_start
     described = backend.description
+    maps = {} if config.maps and backend.has_maps else None
     try:
         with _decode_pool(config.worker_count) as pool:
-            prepared, probs = _run(pool, study.series.slices, backend, config, timings)
+            prepared, probs = _run(pool, study.series.slices, backend, config, timings, maps)
     finally:
         if owned:
             backend.close()
@@ -106,14 +108,18 @@ def classify_study(study_dir: str | Path, config: ClassifyConfig = ClassifyConfi
         "classes": list(info.classes),
         "negative_class": info.negative_class,
         **described,
+        "thresholds": info.thresholds.to_dict(),  # for the report's plots
+        "preprocessing": info.preprocessing.to_dict(),  # the report's lung window
+        "maps": maps is not None,
     }
     return StudyResult(study=study, decision=decision, slices=slices, timings_s=timings,
-                       model=model)
+                       model=model, maps=maps)
 
 
-def _run(pool, refs, backend, config, timings):
+def _run(pool, refs, backend, config, timings, maps=None):
     """Decode slices in order on `pool`, at most `window` in flight, and infer batches of the
-    used ones as they arrive. Returns (prepared slices, {slice index: probabilities})."""
+    used ones as they arrive. Returns (prepared slices, {slice index: probabilities});
+    fills `maps` ({slice index: (C, h, w) class-activation maps}) when it is a dict."""
     preprocessing, lungs = backend.info.preprocessing, LungFieldConfig()
     window = 2 * config.batch_size + config.worker_count
     pending: deque = deque()
@@ -126,7 +132,11 @@ def _run(pool, refs, backend, config, timings):
 
     def flush():
         t = time.perf_counter()
-        out = backend.infer(np.stack([p.tensor for p in batch]))
+        if maps is None:
+            out = backend.infer(np.stack([p.tensor for p in batch]))
+        else:
+            out, cams = backend.infer_maps(np.stack([p.tensor for p in batch]))
+            maps.update((p.index, cam) for p, cam in zip(batch, cams, strict=True))
         timings["infer"] += time.perf_counter() - t
         for p, row in zip(batch, out, strict=True):
             probs[p.index] = row

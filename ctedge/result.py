@@ -64,6 +64,9 @@ class StudyResult:
     slices: list[SliceResult]
     timings_s: dict[str, float]
     model: dict
+    # {slice index: (n_classes, h, w) float32 class-activation maps} when they were asked for
+    # and the model has them; None otherwise. Not part of the JSON/CSV/table renderings.
+    maps: dict | None = None
 
     @property
     def skipped(self) -> Counter:

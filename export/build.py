@@ -167,6 +167,7 @@ def _build_in(folder: Path, config: EngineConfig, info: ModelInfo, onnx_sha: str
     calibration = None
     artifacts: dict[str, Path] = {}
     source = _plain_fp32(config.model, folder / "source-fp32.onnx")
+    maps, info = bool(info.cam), info.with_(cam={})  # maps are re-added after conversion
     if config.precision == "int8":
         prepared = quantize.prepare_for_quantization(source, folder / "prepared.onnx")
         log(f"calibrating ({config.calibration.method}) on {len(slices.calibration)} slices ...")
@@ -183,9 +184,17 @@ def _build_in(folder: Path, config: EngineConfig, info: ModelInfo, onnx_sha: str
         path = folder / f"{config.model.stem}.fp16.onnx"
         fp16.convert_fp16(source, path, info)
         artifacts["fp16"] = path
+    if maps:
+        # The CPU engines keep the class-activation maps; the TensorRT backend reads one
+        # output only, so its engine and Q/DQ form are built without them.
+        for name, path in artifacts.items():
+            if name != "tensorrt":
+                _add_maps(path)
     engine_source = {"int8": artifacts.get(config.target if config.target == "tensorrt" else
                                            "cpu"),
-                     "fp16": artifacts.get("fp16"), "fp32": config.model}[config.precision]
+                     "fp16": artifacts.get("fp16"),
+                     "fp32": config.model if config.target == "cpu" else source
+                     }[config.precision]
     choice = None
     if config.target == "cpu":
         from .cpu_engine import build_cpu_engine
@@ -209,6 +218,9 @@ def _build_in(folder: Path, config: EngineConfig, info: ModelInfo, onnx_sha: str
     candidate = _run_engine(engine, backend, inputs, info.with_(precision=config.precision))
     parity = compare(reference, candidate, config.precision, info.classes, labels,
                      config.threshold)
+    if maps and backend != "tensorrt":
+        parity = parity.with_maps(_run_maps(config.model, "onnxruntime", inputs),
+                                  _run_maps(engine, backend, inputs))
     extra = {}
     if "tensorrt" in artifacts and config.target == "cpu":
         # The TensorRT form cannot run on TensorRT here; check its numerics on ORT CPU instead.
@@ -240,16 +252,45 @@ def _build_in(folder: Path, config: EngineConfig, info: ModelInfo, onnx_sha: str
 
 def _plain_fp32(model: Path, out: Path) -> Path:
     """`model`, or a copy at `out` with FP16-stored weights (ctedge.export.compact, as in the
-    reference model) expanded back to FP32 initializers, which the quantizers need."""
+    reference model) expanded back to FP32 initializers, which the quantizers need, and
+    without the class-activation maps output (export/cam.py; re-added after conversion)."""
     import onnx
 
+    from .cam import has_cam, strip_cam
     from .compact import SUFFIX, expand
 
     proto = onnx.load(str(model))
-    if not any(t.name.endswith(SUFFIX) for t in proto.graph.initializer):
+    compact = any(t.name.endswith(SUFFIX) for t in proto.graph.initializer)
+    if not compact and not has_cam(proto):
         return model
-    onnx.save(expand(proto), str(out))
+    if compact:
+        proto = expand(proto)
+    if has_cam(proto):
+        strip_cam(proto)
+    onnx.save(proto, str(out))
     return out
+
+
+def _add_maps(path: Path) -> None:
+    """Add the class-activation maps output to the converted model at `path`, in place."""
+    import onnx
+
+    from .cam import add_cam
+
+    model = onnx.load(str(path))
+    add_cam(model)
+    onnx.save(model, str(path))
+
+
+def _run_maps(path: Path, backend: str, inputs: np.ndarray, chunk: int = 16) -> np.ndarray:
+    """The class-activation maps of `inputs` on `backend` (onnxruntime or openvino)."""
+    if backend == "openvino":
+        from ctedge.backends.openvino import OpenVinoBackend as Runner
+    else:
+        from ctedge.backends.onnxruntime import OnnxRuntimeBackend as Runner
+    with Runner(path) as runner:
+        return np.concatenate([runner.infer_maps(inputs[i:i + chunk])[1]
+                               for i in range(0, len(inputs), chunk)])
 
 
 def _parity_inputs(slices: SliceSplit | None, info: ModelInfo):

@@ -1,8 +1,9 @@
 """PyTorch ResNet-50 -> one self-contained ONNX file with ctedge metadata, checked on ORT.
 
 Graph: input `input` float32 (N, 3, S, S) with dynamic N, output `probabilities` (N, classes),
-softmax inside the graph, opset 17. The file is written only if ONNX Runtime reproduces
-PyTorch on the check inputs (max |delta p| <= 1e-4 and the same top class).
+softmax inside the graph, opset 17, plus the class-activation maps output (export/cam.py).
+The file is written only if ONNX Runtime reproduces PyTorch on the check inputs
+(max |delta p| <= 1e-4 and the same top class).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ctedge.artifact import ModelInfo, write_info
 from ctedge.errors import ModelError
 from ctedge.io import atomic_path
 
+from .cam import add_cam
 from .model import (
     Checkpoint,
     build_resnet50,
@@ -148,7 +150,7 @@ def _stamp(path: Path, info: ModelInfo) -> ModelInfo:
     model = onnx.load(str(path))
     _drop_initializer_identities(model)
     model.producer_name = "ctedge"
-    info = write_info(model, info)
+    info = add_cam(model, write_info(model, info))  # second output: class-activation maps
     onnx.checker.check_model(model)
     onnx.save(model, str(path))  # < 2 GB: one file, weights inside
     return info

@@ -9,7 +9,7 @@ top-1 agreement >= threshold (default 99% for INT8, 99.9% for FP16).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -42,6 +42,10 @@ class ParityResult:
     threshold: float
     labelled: int = 0  # slices whose label is one of the model's classes
     classes: tuple[ClassDelta, ...] = field(default_factory=tuple)
+    # Class-activation maps, candidate vs reference: Pearson r of each slice's map for the
+    # reference's top class, mean and minimum over slices (None: the models have no maps).
+    map_correlation: float | None = None
+    map_correlation_min: float | None = None
 
     def __bool__(self) -> bool:
         return self.n > 0 and self.top1_agreement >= self.threshold
@@ -57,7 +61,20 @@ class ParityResult:
             "max_abs_diff": self.max_abs_diff, "mean_abs_diff": self.mean_abs_diff,
             "labelled": self.labelled,
             "classes": [vars(c) for c in self.classes],
+            **({"map_correlation": self.map_correlation,
+                "map_correlation_min": self.map_correlation_min}
+               if self.map_correlation is not None else {}),
         }
+
+    def with_maps(self, reference: np.ndarray, candidate: np.ndarray,
+                  top: np.ndarray | None = None) -> ParityResult:
+        """This result plus the map correlation of candidate vs reference maps (N, C, h, w).
+
+        top: the class whose map is compared per slice (default: the reference map's class
+        with the largest mean, i.e. the reference's top class)."""
+        r = map_correlations(reference, candidate, top)
+        return replace(self, map_correlation=float(np.mean(r)) if r.size else None,
+                       map_correlation_min=float(np.min(r)) if r.size else None)
 
     def table(self) -> str:
         """A short human-readable report."""
@@ -68,6 +85,9 @@ class ParityResult:
             f"{self.disagreements} disagreeing)",
             f"  |delta p|        max {self.max_abs_diff:.4f}  mean {self.mean_abs_diff:.5f}",
         ]
+        if self.map_correlation is not None:
+            lines.append(f"  map correlation  mean {self.map_correlation:.4f}  min "
+                         f"{self.map_correlation_min:.4f}  (class-activation maps, top class)")
         if self.classes:
             lines.append(f"  {'class':<22}{'d sens':>9}{'d spec':>9}{'AUC fp32':>10}{'d AUC':>9}"
                          f"   ({self.labelled} labelled slices)")
@@ -85,6 +105,28 @@ class ParityResult:
                 f"is below the gate {self.threshold:.2%}; no engine written. Try another "
                 "--calib-method (entropy/percentile), more --calib-size, or --precision fp16")
         return self
+
+
+def map_correlations(reference: np.ndarray, candidate: np.ndarray,
+                     top: np.ndarray | None = None) -> np.ndarray:
+    """Per slice, Pearson r between the two models' maps of one class (default: the class
+    whose reference map has the largest mean = the reference's top class). Slices where
+    either map is constant are left out. Returns a 1-D float64 array."""
+    reference = np.asarray(reference, dtype=np.float64)
+    candidate = np.asarray(candidate, dtype=np.float64)
+    if reference.shape != candidate.shape or reference.ndim != 4:
+        raise ValueError(f"map arrays differ in shape or are not (N, C, h, w): "
+                         f"{reference.shape} vs {candidate.shape}")
+    n = len(reference)
+    if top is None:
+        top = reference.mean(axis=(2, 3)).argmax(1)
+    a = reference[np.arange(n), top].reshape(n, -1)
+    b = candidate[np.arange(n), top].reshape(n, -1)
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    norm = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    ok = norm > 0
+    return (a[ok] * b[ok]).sum(1) / norm[ok]
 
 
 def _fmt(value: float | None, signed: bool = True) -> str:

@@ -84,10 +84,19 @@ def evaluate_command(model, data, *, data_root=None, split="auto", label_map=Non
     samples, root = select_samples(data, split, label_map)
     root = root_hint or root
     slices = load_slices(samples, root, info.classes, info.preprocessing)
+    extra = {}
     with open_backend(model) as backend:
         pred = predict(backend, slices)
+        if out_dir and backend.has_maps:  # the slices to look at, with their maps
+            from .evaluate import default_positive_class
+            from .mistakes import collect, write_mistakes
+
+            positive = positive_class or default_positive_class(info.classes,
+                                                                 info.negative_class)
+            found = collect(backend, slices, pred, positive)
+            extra["mistakes"] = {"positive_class": positive, "shown": len(found), "files": [
+                str(p) for p in write_mistakes(out_dir, found, positive, Path(model).name)]}
     thresholds = info.thresholds
-    extra = {}
     if choose:
         choice = choose_thresholds(pred, info.negative_class)
         thresholds = choice.thresholds

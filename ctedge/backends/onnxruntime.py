@@ -44,6 +44,11 @@ class OnnxRuntimeBackend(Backend):
 
     def _check_signature(self) -> None:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        self._maps = None
+        cam = self.info.cam.get("output") if self.info.cam else None
+        if cam is not None and cam in [o.name for o in outputs]:
+            self._maps = cam  # the declared class-activation maps, fetched only when asked
+            outputs = [o for o in outputs if o.name != cam]
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(f"{self.path}: expected one input and one output, got "
                              f"{len(inputs)} and {len(outputs)}; re-export it with `ctedge export`")
@@ -61,6 +66,14 @@ class OnnxRuntimeBackend(Backend):
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self._output], {self._input: batch})[0]
+
+    def _infer_maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs, maps = self.session.run([self._output, self._maps], {self._input: batch})
+        return probs, maps
+
+    @property
+    def has_maps(self) -> bool:
+        return self._maps is not None
 
     @property
     def description(self) -> dict:

@@ -64,20 +64,29 @@ class OpenVinoBackend(Backend):
             raise ModelError(f"{self.path}: OpenVINO cannot read this model ({_first_line(exc)});"
                              " re-export it with `ctedge export`, or run it on ONNX Runtime") \
                 from exc
+        full = model
+        model, self._maps_index = _without_maps(ov, model, self.info.cam.get("output"))
         self._check_signature(model, ov.Type.f32)
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        try:
-            self.compiled = core.compile_model(model, DEVICE, config)
-        except Exception as exc:
-            raise ModelError(f"{self.path}: OpenVINO cannot compile this model for {DEVICE} "
-                             f"({_first_line(exc)}); run it on ONNX Runtime instead") from exc
+        self.compiled = self._compile(core, model, config)
+        # With maps: the full model is compiled on the first infer_maps call only, so plain
+        # classification never computes them.
+        self._full = (core, full, config) if self._maps_index is not None else None
+        self._maps_requests: list = []
         streams = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self._requests = [self.compiled.create_infer_request() for _ in range(streams)]
         self._version = ov.__version__
         self._hint = hint
         self._threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
+
+    def _compile(self, core, model, config):
+        try:
+            return core.compile_model(model, DEVICE, config)
+        except Exception as exc:
+            raise ModelError(f"{self.path}: OpenVINO cannot compile this model for {DEVICE} "
+                             f"({_first_line(exc)}); run it on ONNX Runtime instead") from exc
 
     def _check_signature(self, model, f32) -> None:
         inputs, outputs = model.inputs, model.outputs
@@ -114,6 +123,27 @@ class OpenVinoBackend(Backend):
         return np.concatenate([request.get_output_tensor(0).data for request in used])
 
     @property
+    def has_maps(self) -> bool:
+        return self._maps_index is not None
+
+    def _infer_maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self._maps_requests:  # compiled like the probabilities-only model
+            core, full, config = self._full
+            compiled = self._compile(core, full, config)
+            self._maps_requests = [compiled.create_infer_request()
+                                   for _ in range(len(self._requests))]
+        parts = np.array_split(batch, min(len(self._maps_requests), len(batch)))
+        used = self._maps_requests[:len(parts)]
+        for request, part in zip(used, parts, strict=True):
+            request.start_async({0: part})
+        for request in used:
+            request.wait()
+        probs_index = 1 - self._maps_index
+        # copies: the output tensors belong to the requests and are reused
+        return (np.concatenate([r.get_output_tensor(probs_index).data for r in used]),
+                np.concatenate([r.get_output_tensor(self._maps_index).data for r in used]))
+
+    @property
     def description(self) -> dict:
         return {**super().description, "openvino": self._version, "device": DEVICE,
                 "performance_hint": self._hint, "streams": len(self._requests),
@@ -121,7 +151,23 @@ class OpenVinoBackend(Backend):
 
     def close(self) -> None:
         self._requests = []
+        self._maps_requests = []
+        self._full = None
         self.compiled = None
+
+
+def _without_maps(ov, model, name: str | None):
+    """(the model with only its probabilities output, index of the maps output or None)."""
+    if name is None or len(model.outputs) != 2:
+        return model, None
+    names = [set(o.get_names()) for o in model.outputs]
+    hits = [i for i, n in enumerate(names) if name in n]
+    if len(hits) != 1:
+        return model, None
+    # A model of the same nodes ending at the probabilities only (results keep output order).
+    probs_only = ov.Model([model.get_results()[1 - hits[0]]], model.get_parameters(),
+                          "probabilities")
+    return probs_only, hits[0]
 
 
 def _dims(shape) -> tuple:

@@ -34,10 +34,13 @@ BACKENDS = ("auto", "onnxruntime", "tensorrt", "openvino", "triton")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Write the result here (atomically) instead of stdout.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=str),
+              default=None, help="Also write report.html and summary.png (decision, evidence, "
+                                 "z profile, strongest slices with class-activation maps) here.")
 @triton_options
 @debug_option
 def classify(study_dir, model, backend, batch_size, rule, series_uid, workers, fmt, out,
-             **triton):
+             report_dir, **triton):
     """Classify the CT series of STUDY_DIR (a folder of DICOM files, searched recursively).
 
     Decision support only, not a medical device.
@@ -46,9 +49,17 @@ def classify(study_dir, model, backend, batch_size, rule, series_uid, workers, f
     from ..pipeline import ClassifyConfig, classify_study
 
     config = ClassifyConfig(model=model, backend=backend, batch_size=batch_size, rule=rule,
-                            series_uid=series_uid, workers=workers, progress=sys.stderr.isatty())
+                            series_uid=series_uid, workers=workers, progress=sys.stderr.isatty(),
+                            maps=report_dir is not None)
     with open_triton(backend, model, triton) as remote:  # None unless --backend triton
         result = classify_study(study_dir, config, backend=remote)
+    if report_dir is not None:
+        from ..report import write_report
+
+        files = write_report(result, report_dir)
+        maps = "with maps" if result.maps is not None else "maps unavailable for this model"
+        click.echo(f"ctedge: report {files.html} and {files.summary} ({maps}; "
+                   f"{files.seconds:.2f} s)", err=True)
     text = result.render(fmt)
     if out:
         atomic_write(out, text)

@@ -36,9 +36,19 @@ def export(checkpoint, out, classes, negative_class, size, check_data, check_siz
     """Export CHECKPOINT_OR_NEW (a checkpoint file, or `new` for random weights) to ONNX.
 
     Needs the `train` extra (PyTorch). The file is written only if ONNX Runtime reproduces
-    PyTorch (max |delta p| <= 1e-4, same top class).
+    PyTorch (max |delta p| <= 1e-4, same top class). The ONNX carries the class-activation
+    maps as a second output. Given a ctedge .onnx instead, writes a copy of it with that
+    output added (no PyTorch needed; for models exported before maps existed).
     """
     from pathlib import Path
+
+    if checkpoint.endswith(".onnx"):
+        from ctedge.export.cam import add_cam_file
+
+        info = add_cam_file(checkpoint, out)
+        click.echo(f"wrote {out}: {checkpoint} plus its class-activation maps output "
+                   f"'{info.cam['output']}'")
+        return
 
     from ctedge.export.model import load_checkpoint, require_torch
     from ctedge.export.onnx_export import export_onnx, model_info_for

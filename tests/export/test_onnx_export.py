@@ -113,10 +113,11 @@ def test_export_resnet50_matches_pytorch_on_real_slices(tmp_path, ucsd_inputs):
     model = onnx.load(str(out))
     assert model.opset_import[0].version >= 17
     assert [i.name for i in model.graph.input] == ["input"]
-    assert [o.name for o in model.graph.output] == ["probabilities"]
+    assert [o.name for o in model.graph.output] == ["probabilities", "class_activation_maps"]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
-    assert model.graph.node[-1].op_type == "Softmax"
+    producer = {o: n for n in model.graph.node for o in n.output}
+    assert producer["probabilities"].op_type == "Softmax"
     info = read_info(out)
     assert info.classes == ("non_covid", "covid19") and info.precision == "fp32"
     assert info.training == {"note": "test"} and info.graph_sha256 == result.info.graph_sha256
@@ -128,8 +129,16 @@ def test_export_resnet50_matches_pytorch_on_real_slices(tmp_path, ucsd_inputs):
         with torch.no_grad():
             ref = torch.softmax(net.eval()(torch.from_numpy(ucsd_inputs)), 1).numpy()
         got = backend.infer(ucsd_inputs)
+        _, maps = backend.infer_maps(ucsd_inputs[:3])
     assert np.max(np.abs(ref - got)) <= 1e-4
     assert (ref.argmax(1) == got.argmax(1)).all()
+    # The maps are torchvision's layer4 features weighted by the fc rows (CAM), per position.
+    with torch.no_grad():
+        x = torch.from_numpy(ucsd_inputs[:3])
+        body = torch.nn.Sequential(*list(net.children())[:-2]).eval()
+        cam = torch.einsum("nkhw,ck->nchw", body(x), net.fc.weight) + \
+            net.fc.bias[None, :, None, None]
+    np.testing.assert_allclose(maps, cam.numpy(), atol=1e-3, rtol=1e-3)
 
 
 @pytest.mark.slow

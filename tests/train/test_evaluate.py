@@ -121,3 +121,50 @@ def test_evaluate_cli_json_on_a_class_folder(tmp_path, tiny_model_factory, capsy
     assert set(doc["studies"]) == {"robust", "paper"}
     assert main(["evaluate", str(model), str(tmp_path / "d"), "--choose-thresholds"]) == 2
     assert "--split val" in capsys.readouterr().err
+
+
+def test_evaluate_pictures_the_strongest_mistakes_with_maps(tmp_path, tiny_model_factory):
+    from PIL import Image
+
+    from ctedge.export.cam import add_cam_file
+    from ctedge.train.evaluation_cli import evaluate_command
+    from ctedge.train.mistakes import strongest_mistakes
+
+    info = ModelInfo(classes=CLASSES, negative_class="non_covid",
+                     preprocessing=Preprocessing(size=32))
+    plain = tiny_model_factory(tmp_path / "m.onnx", classes=CLASSES, size=32, info=info)
+    model = tmp_path / "m-maps.onnx"
+    add_cam_file(plain, model)
+    rng = np.random.default_rng(0)
+    for label in CLASSES:
+        (tmp_path / "d" / label).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (20, 20)).astype(np.uint8)).save(
+                tmp_path / "d" / label / f"p{i}__a.png")
+    out = tmp_path / "eval"
+    doc, _ = evaluate_command(model, tmp_path / "d", split="all", n_resamples=0, out_dir=out)
+    shown = doc["mistakes"]["shown"]
+    pred = _predictions_csv(out / "predictions.csv")
+    expected = strongest_mistakes(pred, "covid19")
+    assert shown == sum(map(len, expected.values())) > 0
+    page = (out / "mistakes.html").read_text()
+    for rows in expected.values():
+        for row in rows:
+            assert f"id='row-{row}'" in page
+    assert page.count("data:image/jpeg") == 2 * shown and "<script" not in page
+    assert Image.open(out / "mistakes.png").size[0] > 300
+    # a model without maps: evaluation as before, no mistakes pictures
+    doc2, _ = evaluate_command(plain, tmp_path / "d", split="all", n_resamples=0,
+                               out_dir=tmp_path / "eval2")
+    assert "mistakes" not in doc2 and not (tmp_path / "eval2" / "mistakes.html").exists()
+
+
+def _predictions_csv(path):
+    import csv
+
+    from ctedge.train.evaluate import Predictions
+
+    rows = list(csv.DictReader(path.open()))
+    probs = np.array([[float(r[f"p_{c}"]) for c in CLASSES] for r in rows], np.float32)
+    labels = np.array([CLASSES.index(r["label"]) for r in rows])
+    return Predictions(probs, labels, tuple(r["patient_id"] for r in rows), CLASSES)

@@ -1,0 +1,85 @@
+"""The report summary as a DICOM Secondary Capture in the source study's context, so a PACS
+files it beside the study (the DICOM node sends it with its SR).
+
+Built with highdicom (optional extra `report`), from a header of the classified series: the
+patient and study modules are copied from it, as DICOM requires of an object that belongs to
+that study; the pixels (the summary PNG) carry no identifier. A new series and SOP instance
+UID are generated per call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CtedgeError
+
+SERIES_DESCRIPTION = "ctedge triage summary (decision support only)"
+SERIES_NUMBER = 9901
+
+
+class ReportUnavailable(CtedgeError):
+    """An optional dependency of the report is not installed."""
+
+
+def secondary_capture(summary, source, *, series_number: int = SERIES_NUMBER,
+                      instance_number: int = 1):
+    """A pydicom Dataset: Secondary Capture Image of `summary` (a PIL image or an (H, W, 3)
+    uint8 array) in the study of `source` (a DICOM file path or a pydicom Dataset of the
+    classified series). Save it with `dataset.save_as(path)`."""
+    hd = _import_highdicom()
+    import pydicom
+
+    ref = source if isinstance(source, pydicom.Dataset) else pydicom.dcmread(
+        Path(source), stop_before_pixels=True)
+    ref = _with_required_study_attributes(ref)
+    pixels = np.ascontiguousarray(np.asarray(summary.convert("RGB") if hasattr(
+        summary, "convert") else summary, dtype=np.uint8))
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"expected an RGB image, got an array of shape {pixels.shape}")
+    from .. import __version__
+
+    sc = hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=ref, pixel_array=pixels, photometric_interpretation="RGB",
+        # The pictured slices are axial, shown as acquired: rows run to the patient's
+        # left, columns to posterior (Patient Orientation L, P, as in the source CT).
+        bits_allocated=8, coordinate_system="PATIENT", patient_orientation=("L", "P"),
+        series_instance_uid=hd.UID(),
+        series_number=series_number, sop_instance_uid=hd.UID(),
+        instance_number=instance_number, manufacturer="ctedge",
+        transfer_syntax_uid="1.2.840.10008.1.2.1")
+    sc.SeriesDescription = SERIES_DESCRIPTION
+    sc.SoftwareVersions = f"ctedge {__version__}"
+    sc.BurnedInAnnotation = "NO"  # the pixels hold results, no patient identification
+    return sc
+
+
+def study_secondary_capture(result, files):
+    """The Secondary Capture of a written report (`ReportFiles`) for its classified study
+    (`StudyResult`): the summary PNG in the context of the series' first slice."""
+    from PIL import Image
+
+    with Image.open(files.summary) as summary:
+        return secondary_capture(summary.convert("RGB"), result.study.series.slices[0].path)
+
+
+def _with_required_study_attributes(ref):
+    """A copy of `ref` with the type-2 patient/study attributes present (empty if missing):
+    de-identified studies often lack some, and an SC must still carry them."""
+    ref = ref.copy()
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                    "AccessionNumber", "StudyID", "StudyDate", "StudyTime",
+                    "ReferringPhysicianName"):
+        if keyword not in ref:
+            setattr(ref, keyword, "")
+    return ref
+
+
+def _import_highdicom():
+    try:
+        import highdicom
+    except ImportError as exc:
+        raise ReportUnavailable("the DICOM Secondary Capture needs highdicom; install it with "
+                                "pip install 'ctedge[report]'") from exc
+    return highdicom
