@@ -146,7 +146,7 @@ def read_info(path: str | Path) -> ModelInfo:
     return ModelInfo.from_metadata_map({p.key: p.value for p in model.metadata_props}, str(path))
 
 
-DEFAULT_MODEL = "ctedge-resnet50-ucsd.onnx"
+DEFAULT_MODEL = "ctedge-resnet50-ucsd-sarscov2-ctmd.onnx"
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
