@@ -16,7 +16,7 @@ from ctedge.export.cam import add_cam_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "P001-every8th"  # every 8th slice of COVID-CT-MD P001 (real DICOM)
-MODEL = ROOT / "models" / "ctedge-resnet50-ucsd.onnx"
+MODEL = ROOT / "models" / "ctedge-resnet50-ucsd-sarscov2-ctmd.onnx"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
