@@ -37,7 +37,7 @@ def _batch(ctx, param, value):
               help="Calibration slices: PNG/JPG folder, CSV manifest (split=val rows) or DICOM "
                    "studies. Required for int8.")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]),
-              default="minmax", show_default=True)
+              default="percentile", show_default=True)
 @click.option("--calib-size", type=click.IntRange(1), default=512, show_default=True,
               help="Calibration slices, stratified by class.")
 @click.option("--parity-set", type=click.Path(exists=True),
