@@ -129,7 +129,7 @@ def _run(workers: SliceWorkers, refs, backend, config, timings):
     prepared: dict[int, PreparedSlice] = {}
     probs: dict[int, np.ndarray] = {}
     batch: list[PreparedSlice] = []
-    timings["infer"] = 0.0
+    timings["infer"] = timings["wait"] = 0.0  # wall s in inference / waiting for decoders
     progress = _Progress(len(refs)) if config.progress else None
 
     def flush(items):
@@ -144,7 +144,10 @@ def _run(workers: SliceWorkers, refs, backend, config, timings):
         while submitted < len(refs) and workers.idle and len(batch) < config.batch_size:
             workers.submit(submitted, refs[submitted], preprocessing, lungs)
             submitted += 1
-        for item in workers.collect():
+        t = time.perf_counter()
+        finished = workers.collect()
+        timings["wait"] += time.perf_counter() - t
+        for item in finished:
             if isinstance(item, WorkerDied):
                 item = PreparedSlice(item.index, False, None, None,
                                      f"{refs[item.index].name}: {item.why}; the slice was "
