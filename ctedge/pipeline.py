@@ -25,6 +25,10 @@ from .result import SliceResult, StudyResult
 from .slices import PreparedSlice, prepare_slice
 from .workers import DECODE_MODULES, SliceWorkers, WorkerDied
 
+# A slice still decoding after this long is stopped and reported (a 512x512 CT slice takes
+# ~10 ms; a decoder stuck on a malformed file must not hold the study).
+SLICE_TIMEOUT_S = 60.0
+
 
 @dataclass(frozen=True)
 class ClassifyConfig:
@@ -71,7 +75,8 @@ def classify_study(study_dir: str | Path, config: ClassifyConfig = ClassifyConfi
     t = time.perf_counter()
     # Workers start before the backend opens: the process still has one thread, so they fork
     # in milliseconds with the decoders already imported (see ctedge.workers).
-    with SliceWorkers(config.worker_count, prepare_slice, preload=DECODE_MODULES) as workers:
+    with SliceWorkers(config.worker_count, prepare_slice, preload=DECODE_MODULES,
+                      timeout_s=SLICE_TIMEOUT_S) as workers:
         timings["workers"] = time.perf_counter() - t
         load_start = time.perf_counter()
         if owned:

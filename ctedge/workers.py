@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 import traceback
 import warnings
 from collections.abc import Callable
@@ -40,13 +41,17 @@ DECODE_MODULES = ("ctedge.slices", "scipy.ndimage", "pydicom.pixels", "gdcm")
 
 @dataclass(frozen=True)
 class WorkerDied:
-    """A worker exited while holding slice `index`; `exitcode` < 0 is the killing signal."""
+    """A worker exited while holding slice `index`; `exitcode` < 0 is the killing signal;
+    `timed_out`: the pool killed it after the item's time limit."""
 
     index: int
     exitcode: int | None
+    timed_out: float | None = None
 
     @property
     def why(self) -> str:
+        if self.timed_out is not None:
+            return f"decoding this file took over {self.timed_out:g} s and was stopped"
         if self.exitcode is not None and self.exitcode < 0:
             try:
                 name = signal.Signals(-self.exitcode).name
@@ -78,11 +83,15 @@ class SliceWorkers:
     """
 
     def __init__(self, count: int, task: Callable, method: str | None = None,
-                 preload: tuple[str, ...] = ()):
-        """preload: modules each worker imports when it starts (missing ones are skipped)."""
+                 preload: tuple[str, ...] = (), timeout_s: float | None = None):
+        """preload: modules each worker imports when it starts (missing ones are skipped);
+        timeout_s: a worker still busy with one item after this long is killed and replaced,
+        and the item reported as WorkerDied (None: no limit)."""
         if count < 1:
             raise ValueError(f"need at least one worker, got {count}")
-        self.task, self.preload = task, tuple(preload)
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0 s, got {timeout_s}")
+        self.task, self.preload, self.timeout_s = task, tuple(preload), timeout_s
         # Read by BLAS libraries that a forkserver or spawned worker loads afresh.
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
@@ -120,7 +129,7 @@ class SliceWorkers:
         if not self._idle:
             raise RuntimeError("no idle worker; collect results first")
         worker = self._idle.pop()
-        worker.index = index
+        worker.index, worker.since = index, time.monotonic()
         self._busy[worker.conn] = worker
         try:
             worker.conn.send((index, args))
@@ -131,6 +140,13 @@ class SliceWorkers:
         """Results of the items that finish next (waits up to `timeout` s; None = until one)."""
         if not self._busy:
             return []
+        if self.timeout_s is not None:
+            now = time.monotonic()
+            expired = [w for w in self._busy.values() if now - w.since >= self.timeout_s]
+            if expired:
+                return [self._replace(w, kill=True) for w in expired]
+            left = min(w.since for w in self._busy.values()) + self.timeout_s - now
+            timeout = left if timeout is None else min(timeout, left)
         conns = list(self._busy)
         sentinels = {w.process.sentinel: w for w in self._busy.values()}
         ready = wait(conns + list(sentinels), timeout)
@@ -154,16 +170,19 @@ class SliceWorkers:
             out.append(self._replace(worker))
         return out
 
-    def _replace(self, worker: _Worker) -> WorkerDied:
+    def _replace(self, worker: _Worker, kill: bool = False) -> WorkerDied:
         del self._busy[worker.conn]
         worker.conn.close()
+        if kill:
+            worker.process.kill()
         worker.process.join(timeout=5)
         if worker.process.is_alive():  # closed its pipe but lives on: not ours to trust
             worker.process.kill()
             worker.process.join()
         self.deaths += 1
         self._idle.append(self._spawn())
-        return WorkerDied(worker.index, worker.process.exitcode)
+        return WorkerDied(worker.index, worker.process.exitcode,
+                          self.timeout_s if kill else None)
 
     def close(self) -> None:
         for worker in [*self._idle, *self._busy.values()]:
@@ -190,7 +209,8 @@ class SliceWorkers:
 class _Worker:
     process: Any
     conn: Any
-    index: int = -1
+    index: int = -1  # the item it holds while busy
+    since: float = 0.0  # time.monotonic() when it got that item
 
 
 def _one_blas_thread() -> None:

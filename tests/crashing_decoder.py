@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 from ctedge.slices import prepare_slice
 
 
 def square_or_die(index: int, value: int) -> int:
     """value squared; value -11 kills the worker with SIGSEGV, -3 makes it exit with code 3,
-    -1 raises a BaseException that is not an Exception (as a Rust panic in a decoder does)."""
+    -1 raises a BaseException that is not an Exception (as a Rust panic in a decoder does),
+    -2 hangs."""
     if value == -11:
         os.kill(os.getpid(), signal.SIGSEGV)
     if value == -3:
         os._exit(3)
+    if value == -2:
+        time.sleep(3600)
     if value == -1:
         raise Panic("decoder panicked")
     return value * value

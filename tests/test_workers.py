@@ -54,6 +54,15 @@ def test_an_exception_that_does_not_pickle_comes_back_as_text_and_the_worker_liv
         assert workers.deaths == 0
 
 
+def test_a_worker_stuck_past_the_time_limit_is_stopped_and_replaced():
+    with SliceWorkers(2, square_or_die, method="fork", timeout_s=0.5) as workers:
+        out = run_all(workers, [-2, 3, 4])
+        assert workers.deaths == 1
+    (died,) = [v for v in out if isinstance(v, WorkerDied)]
+    assert died.index == 0 and died.timed_out == 0.5 and "over 0.5 s" in died.why
+    assert sorted(v for v in out if not isinstance(v, WorkerDied)) == [9, 16]
+
+
 def test_fork_is_used_only_without_other_python_threads():
     import threading
 
