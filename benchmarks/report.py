@@ -169,7 +169,8 @@ def _studies(s: dict) -> list[str]:
             x = r[mode]
             st = " | ".join(_f(x["stages_median_s"].get(k), 2) for k in stages)
             lines.append(f"| {r['study']} | {r['model']} | {mode} | {x['slices_read']} "
-                         f"| {x['wall_median_s']:.2f} | {_f(x['slices_per_s'], 1)} | {st} "
+                         f"| {x['wall_median_s']:.2f} | {_f(x.get('cpu_median_s'), 2)} "
+                         f"| {_f(x['slices_per_s'], 1)} | {st} "
                          f"| {_mib(x['peak_rss_bytes'])} | {x['decision']} |")
         if "vs_plain" in r:
             v = r["vs_plain"]

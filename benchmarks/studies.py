@@ -87,8 +87,14 @@ def run_cold(study_dir: Path, model: ModelUnderTest, workers: int = 0,
         raise CtedgeError(f"{study_dir}: `ctedge classify` failed in the cold run ({last}); "
                           "run it directly with --debug to see why")
     result = json.loads(stdout)
-    return {"wall_s": wall, "peak_rss_bytes": usage.ru_maxrss * 1024,
+    return {"wall_s": wall, "cpu_s": _cpu_s(usage), "peak_rss_bytes": usage.ru_maxrss * 1024,
             "stages_s": stage_times(result.get("timings_s", {}), wall), **_summary(result)}
+
+
+def _cpu_s(usage) -> float:
+    """User + system CPU seconds of a child and the children it waited for (decode workers):
+    steadier than wall time on a shared machine, and what the cores had to do."""
+    return float(usage.ru_utime + usage.ru_stime)
 
 
 def run_plain_cold(study_dir: Path, model: ModelUnderTest, timeout_s: float = 600) -> dict:
@@ -116,9 +122,9 @@ def run_plain_cold(study_dir: Path, model: ModelUnderTest, timeout_s: float = 60
     stages = dict.fromkeys(STAGES)
     stages["total"] = result["wall_s"]
     stages["startup"] = max(0.0, wall - result["wall_s"])
-    return {"wall_s": wall, "peak_rss_bytes": usage.ru_maxrss * 1024, "stages_s": stages,
-            "slices_read": result["slices"], "slices_classified": result["slices"],
-            "decision": result["label"]}
+    return {"wall_s": wall, "cpu_s": _cpu_s(usage), "peak_rss_bytes": usage.ru_maxrss * 1024,
+            "stages_s": stages, "slices_read": result["slices"],
+            "slices_classified": result["slices"], "decision": result["label"]}
 
 
 def _wait4(proc: subprocess.Popen, timeout_s: float):
@@ -156,10 +162,12 @@ def summarize_runs(runs: list[dict]) -> dict:
         values = [r["stages_s"][stage] for r in runs if r["stages_s"].get(stage) is not None]
         stages[stage] = float(np.median(values)) if values else None
     slices = runs[0].get("slices_read") or 0
+    cpu = [r["cpu_s"] for r in runs if r.get("cpu_s") is not None]
     return {
         "runs": len(runs),
         "wall_median_s": wall,
         "wall_s": walls,
+        "cpu_median_s": float(np.median(cpu)) if cpu else None,
         "stages_median_s": stages,
         "slices_read": slices,
         "slices_classified": runs[0].get("slices_classified"),
