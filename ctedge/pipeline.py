@@ -25,9 +25,11 @@ from .result import SliceResult, StudyResult
 from .slices import PreparedSlice, prepare_slice
 from .workers import DECODE_MODULES, SliceWorkers, WorkerDied
 
-# A slice still decoding after this long is stopped and reported (a 512x512 CT slice takes
-# ~10 ms; a decoder stuck on a malformed file must not hold the study).
-SLICE_TIMEOUT_S = 60.0
+# A slice still decoding after this long is stopped and reported: a decoder stuck on a
+# malformed file must not hold the study. A 512x512 CT slice takes ~10 ms; the limit is wall
+# time, so it is set far above what the most overloaded shared box has shown (a 8-slice test
+# study taking minutes at load average 25 on 2 cores).
+SLICE_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
