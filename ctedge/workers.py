@@ -107,8 +107,13 @@ class SliceWorkers:
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_serve, args=(child, self.task, self.preload),
-                                        daemon=True, name="ctedge-decode")
+        # A forked worker inherits the main process's ends of every worker's pipe; it closes
+        # them, or it would never see EOF on its own pipe if the main process died.
+        inherited = ([w.conn for w in (*self._idle, *self._busy.values())] + [parent]
+                     if self.method == "fork" else [])
+        process = self._context.Process(target=_serve, daemon=True, name="ctedge-decode",
+                                        args=(child, self.task, self.preload, inherited,
+                                              os.getpid() if self.method == "fork" else None))
         with warnings.catch_warnings():
             # Python >= 3.12 warns on fork() beside native threads; see the module docstring.
             warnings.filterwarnings("ignore", category=DeprecationWarning,
@@ -224,8 +229,27 @@ def _one_blas_thread() -> None:
     threadpool_limits(1)
 
 
-def _serve(conn, task, preload) -> None:
+def _die_with_parent(parent: int | None) -> None:
+    """Linux: have the kernel kill this worker when its parent dies (kill -9 of `ctedge
+    classify`, the OOM killer), so no worker outlives the study it decodes for.
+    parent: the pid that started this worker, if known (a forked worker)."""
+    parent = parent or os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _serve(conn, task, preload, inherited=(), parent: int | None = None) -> None:
     """A worker's loop: receive (index, args), send ("ok", result) or ("error", text)."""
+    _die_with_parent(parent)
+    for other in inherited:
+        other.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     faulthandler.disable()  # a crash here becomes the slice's problem, not a dump on stderr
     _one_blas_thread()
