@@ -154,9 +154,9 @@ def _studies(s: dict) -> list[str]:
              "alternating with each model. Warm: in-process, model loaded. Stages are wall "
              "seconds (startup = cold wall - pipeline total; wait = waiting for decoded "
              "slices) except decode and preprocess, CPU seconds summed over decode processes.",
-             "", "| study | model | mode | slices | wall s | slices/s | "
+             "", "| study | model | mode | slices | wall s | CPU s | slices/s | "
              + " | ".join(stages) + " | peak RSS | decision |",
-             "|---|---|---|---|---|---|" + "---|" * len(stages) + "---|---|"]
+             "|---|---|---|---|---|---|---|" + "---|" * len(stages) + "---|---|"]
     ratios = []
     for r in s["results"]:
         if "skipped" in r or "error" in r:

@@ -145,3 +145,16 @@ def test_a_study_that_fails_is_recorded_and_the_cli_exits_2(small_model, tmp_pat
     report = json.loads((tmp_path / "o" / "bench.json").read_text())
     *_, row = report["sections"]["studies"]["results"]
     assert "failed in the cold run" in row["error"] and "cold" not in row
+
+
+def test_study_table_columns_line_up(tmp_path):
+    from ctedge.benchmarks.report import _studies
+    from ctedge.benchmarks.studies import STAGES
+
+    s = summarize_runs([{**_run(4.0), "cpu_s": 5.5}])
+    lines = _studies({"stages": list(STAGES), "results": [
+        {"study": "A/a", "model": "m", "cold": s, "warm": s}]})
+    header = next(line for line in lines if line.startswith("| study | model | mode"))
+    rows = [line for line in lines if line.startswith("| A/a | m |")]
+    assert "CPU s" in header and " 5.50 " in rows[0]
+    assert all(row.count("|") == header.count("|") for row in rows)
