@@ -75,8 +75,8 @@ def classify_study(study_dir: str | Path, config: ClassifyConfig = ClassifyConfi
 
     owned = backend is None
     t = time.perf_counter()
-    # Workers start before the backend opens: the process still has one thread, so they fork
-    # in milliseconds with the decoders already imported (see ctedge.workers).
+    # Workers start before the backend opens, so they fork a small process (no model in its
+    # memory) in milliseconds and import their decoders while the model loads (ctedge.workers).
     with SliceWorkers(config.worker_count, prepare_slice, preload=DECODE_MODULES,
                       timeout_s=SLICE_TIMEOUT_S) as workers:
         timings["workers"] = time.perf_counter() - t
