@@ -153,7 +153,8 @@ def _studies(s: dict) -> list[str]:
              "+ PIL + ONNX Runtime batch 1, one process) runs cold in the same rounds, "
              "alternating with each model. Warm: in-process, model loaded. Stages are wall "
              "seconds (startup = cold wall - pipeline total; wait = waiting for decoded "
-             "slices) except decode and preprocess, CPU seconds summed over decode processes.",
+             "slices) except decode and preprocess, seconds inside the decode processes "
+             "summed over slices. CPU s: user + system of the process and its workers.",
              "", "| study | model | mode | slices | wall s | CPU s | slices/s | "
              + " | ".join(stages) + " | peak RSS | decision |",
              "|---|---|---|---|---|---|---|" + "---|" * len(stages) + "---|---|"]

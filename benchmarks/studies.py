@@ -6,7 +6,8 @@ Where the wall time goes (seconds, from the pipeline's own `timings_s`): startup
 interpreter start, imports and writing the result, = cold wall - total), index (header read;
 the pipeline calls it `read`), workers (starting the decode processes), load (model), wait
 (the main process waiting for decoded slices), infer, decide; total is the pipeline's wall.
-decode and preprocess are CPU seconds summed over the decode processes, not wall time.
+decode and preprocess are seconds inside the decode processes summed over slices, not wall
+time of the study.
 
 The plain loop (`ctedge.benchmarks.plain_loop`: what a user writes first) runs cold in the same
 rounds, alternating with every ctedge model (plain, model 1, model 2, plain, ...), so each
