@@ -10,8 +10,9 @@ from .stats import TimingPolicy
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEFAULT_MANIFEST = REPO / "data" / "manifests" / "ucsd-covid-ct.csv"
-DEFAULT_STUDIES = tuple(SHARED_DATA / "covid-ct-md" / s
-                        for s in ("COVID-19/P001", "CAP/cap001", "Normal/normal001"))
+DEFAULT_STUDIES = (*(SHARED_DATA / "covid-ct-md" / s
+                     for s in ("COVID-19/P001", "CAP/cap001", "Normal/normal001")),
+                   REPO / "samples" / "P001-every8th")
 
 SECTIONS = ("accuracy", "throughput", "peers", "studies", "import_time", "reading_time")
 # Peers: other stacks timed against ctedge's engine in the same run.

@@ -273,8 +273,11 @@ def _studies(config, models, reference, engine, peers, peers_skipped, ctx, size,
 
     if config.studies == DEFAULT_STUDIES and not any(s.is_dir() for s in config.studies):
         return {"skipped": "default studies need ../shared/data/covid-ct-md (shared data)"}
+    # The plain loop (what a user writes first) runs the FP32 .onnx, as a user would.
+    plain = (reference if reference is not None and reference.precision == "fp32"
+             and reference.path.suffix == ".onnx" else None)
     return run_studies(list(config.studies), _study_models(models, reference, engine),
-                       config.cold_runs, config.warm_runs, config.threads)
+                       config.cold_runs, config.warm_runs, config.threads, plain=plain)
 
 
 def _import_time(config, models, reference, engine, peers, peers_skipped, ctx, size, info, done):

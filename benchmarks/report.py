@@ -149,28 +149,52 @@ def _peers(s: dict) -> list[str]:
 def _studies(s: dict) -> list[str]:
     stages = s["stages"]
     lines = ["Cold: a fresh `python -m ctedge.cli classify --format json` process (interpreter, "
-             "imports, model load included). Warm: in-process, model loaded. Stage times are the "
-             "pipeline's own (decode and preprocess are CPU seconds summed over decode "
-             "processes, overlapping inference).", "",
-             "| study | model | mode | slices | wall s | slices/s | "
+             "imports, model load included); the plain loop (what a user writes first: pydicom "
+             "+ PIL + ONNX Runtime batch 1, one process) runs cold in the same rounds, "
+             "alternating with each model. Warm: in-process, model loaded. Stages are wall "
+             "seconds (startup = cold wall - pipeline total; wait = waiting for decoded "
+             "slices) except decode and preprocess, seconds inside the decode processes "
+             "summed over slices. CPU s: user + system of the process and its workers.",
+             "", "| study | model | mode | slices | wall s | CPU s | slices/s | "
              + " | ".join(stages) + " | peak RSS | decision |",
-             "|---|---|---|---|---|---|" + "---|" * len(stages) + "---|---|"]
+             "|---|---|---|---|---|---|---|" + "---|" * len(stages) + "---|---|"]
+    ratios = []
     for r in s["results"]:
         if "skipped" in r or "error" in r:
             why = f"skipped: {r['skipped']}" if "skipped" in r else f"**error:** {r['error']}"
             lines.append(f"| {r['study']} | {r['model']} | {why} |")
             continue
         for mode in ("cold", "warm"):
+            if mode not in r:
+                continue
             x = r[mode]
             st = " | ".join(_f(x["stages_median_s"].get(k), 2) for k in stages)
             lines.append(f"| {r['study']} | {r['model']} | {mode} | {x['slices_read']} "
-                         f"| {x['wall_median_s']:.2f} | {_f(x['slices_per_s'], 1)} | {st} "
+                         f"| {x['wall_median_s']:.2f} | {_f(x.get('cpu_median_s'), 2)} "
+                         f"| {_f(x['slices_per_s'], 1)} | {st} "
                          f"| {_mib(x['peak_rss_bytes'])} | {x['decision']} |")
+        if "vs_plain" in r:
+            v = r["vs_plain"]
+            ratios.append(f"| {r['study']} | {r['model']} | {v['median']:.2f} "
+                          f"| {v['min']:.2f}-{v['max']:.2f} | "
+                          + ", ".join(f"{x:.2f}" for x in v["per_round"]) + " |")
+    if ratios:
+        lines += ["", "ctedge cold wall / plain loop cold wall, per alternating round "
+                  "(< 1: ctedge is faster):", "",
+                  "| study | model | median | range | rounds |", "|---|---|---|---|---|",
+                  *ratios]
     for t in s.get("targets", []):
         lines.append(f"\nTarget (edge-runtime issue, 2-core machine): {t['study']} "
                      f"({t['slices']} slices) <= {t['target_s']:.0f} s: cold "
                      f"{t['cold_wall_s']:.2f} s {'met' if t['met_cold'] else 'NOT met'}, warm "
                      f"{t['warm_wall_s']:.2f} s {'met' if t['met_warm'] else 'NOT met'}.")
+    if s.get("speed_targets"):
+        lines += ["", "Targets of the pipeline issue (cold, medians of this run):", "",
+                  "| study | model | slices | target | measured | met |",
+                  "|---|---|---|---|---|---|"]
+        for t in s["speed_targets"]:
+            lines.append(f"| {t['study']} | {t['model']} | {t['slices']} | {t['target']} "
+                         f"| {t['measured']:.2f} | {'met' if t['met'] else '**NOT met**'} |")
     return lines
 
 

@@ -1,10 +1,17 @@
 """End to end, DICOM folder to decision: cold (a fresh `ctedge classify` process) and warm
-(in-process, model loaded), with the pipeline's stage breakdown; and `import ctedge.cli` time.
+(in-process, model loaded), with the pipeline's stage breakdown; the plain loop as a peer; and
+`import ctedge.cli` time.
 
-Stage times come from the pipeline's own `timings_s`: index (header read; the pipeline calls it
-`read`), load, decode and preprocess (summed over decode processes, so CPU seconds that overlap
-inference, not wall time), infer, decide, total (wall). Cold wall time is read around the child
-process and includes interpreter start, imports and model load.
+Where the wall time goes (seconds, from the pipeline's own `timings_s`): startup (cold only:
+interpreter start, imports and writing the result, = cold wall - total), index (header read;
+the pipeline calls it `read`), workers (starting the decode processes), load (model), wait
+(the main process waiting for decoded slices), infer, decide; total is the pipeline's wall.
+decode and preprocess are seconds inside the decode processes summed over slices, not wall
+time of the study.
+
+The plain loop (`ctedge.benchmarks.plain_loop`: what a user writes first) runs cold in the same
+rounds, alternating with every ctedge model (plain, model 1, model 2, plain, ...), so each
+round gives a ctedge/plain wall-time ratio measured under the same load.
 """
 
 from __future__ import annotations
@@ -24,18 +31,27 @@ from ctedge.errors import CtedgeError
 from .machine import peak_rss_bytes, reset_peak_rss
 from .models import ModelUnderTest
 
-STAGES = ("index", "load", "decode", "preprocess", "infer", "decide", "total")
+STAGES = ("startup", "index", "workers", "load", "wait", "infer", "decide", "total", "decode",
+          "preprocess")
+WALL_STAGES = ("startup", "index", "workers", "load", "wait", "infer", "decide")
 # The edge-runtime issue's targets on the 2-core development machine, FP32 ONNX Runtime.
 TARGETS = {"study_total_s": 6.0, "study_slices": 150, "import_s": 0.5}
+# The pipeline issue's speed targets (2-core machine, cold processes, ratios from one run).
+SPEED_TARGETS = {"fp32_vs_plain": 0.6, "int8_study_s": 2.0, "full_study_slices": (130, 170),
+                 "sample_s": 1.0, "sample_slices": (1, 32), "peak_rss_bytes": 800 * 2 ** 20}
+PLAIN = "plain loop (pydicom + PIL + ONNX Runtime batch 1)"
 
 
-def stage_times(timings: dict) -> dict[str, float | None]:
-    """The pipeline's timings_s under the benchmark's stage names."""
+def stage_times(timings: dict, wall: float | None = None) -> dict[str, float | None]:
+    """The pipeline's timings_s under the benchmark's stage names; `wall` (a cold run's) gives
+    the startup stage."""
     out = {}
     for stage in STAGES:
         value = timings.get(stage)
         if value is None and stage == "index":
             value = timings.get("read")
+        if stage == "startup" and wall is not None and timings.get("total") is not None:
+            value = max(0.0, wall - float(timings["total"]))
         out[stage] = None if value is None else float(value)
     return out
 
@@ -72,8 +88,44 @@ def run_cold(study_dir: Path, model: ModelUnderTest, workers: int = 0,
         raise CtedgeError(f"{study_dir}: `ctedge classify` failed in the cold run ({last}); "
                           "run it directly with --debug to see why")
     result = json.loads(stdout)
-    return {"wall_s": wall, "peak_rss_bytes": usage.ru_maxrss * 1024,
-            "stages_s": stage_times(result.get("timings_s", {})), **_summary(result)}
+    return {"wall_s": wall, "cpu_s": _cpu_s(usage), "peak_rss_bytes": usage.ru_maxrss * 1024,
+            "stages_s": stage_times(result.get("timings_s", {}), wall), **_summary(result)}
+
+
+def _cpu_s(usage) -> float:
+    """User + system CPU seconds of a child and the children it waited for (decode workers):
+    steadier than wall time on a shared machine, and what the cores had to do."""
+    return float(usage.ru_utime + usage.ru_stime)
+
+
+def run_plain_cold(study_dir: Path, model: ModelUnderTest, timeout_s: float = 600) -> dict:
+    """One fresh process of the plain loop on `model` (an FP32 .onnx): wall time and peak RSS."""
+    cmd = [sys.executable, "-m", "ctedge.benchmarks.plain_loop", str(study_dir),
+           str(model.path)]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        try:
+            _, status, usage = _wait4(proc, timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise CtedgeError(f"{study_dir}: the plain loop took over {timeout_s:.0f} s") from None
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
+        raise CtedgeError(f"{study_dir}: the plain loop failed ({last}); run python -m "
+                          "ctedge.benchmarks.plain_loop STUDY MODEL to see why")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    stages = dict.fromkeys(STAGES)
+    stages["total"] = result["wall_s"]
+    stages["startup"] = max(0.0, wall - result["wall_s"])
+    return {"wall_s": wall, "cpu_s": _cpu_s(usage), "peak_rss_bytes": usage.ru_maxrss * 1024,
+            "stages_s": stages, "slices_read": result["slices"],
+            "slices_classified": result["slices"], "decision": result["label"]}
 
 
 def _wait4(proc: subprocess.Popen, timeout_s: float):
@@ -111,10 +163,12 @@ def summarize_runs(runs: list[dict]) -> dict:
         values = [r["stages_s"][stage] for r in runs if r["stages_s"].get(stage) is not None]
         stages[stage] = float(np.median(values)) if values else None
     slices = runs[0].get("slices_read") or 0
+    cpu = [r["cpu_s"] for r in runs if r.get("cpu_s") is not None]
     return {
         "runs": len(runs),
         "wall_median_s": wall,
         "wall_s": walls,
+        "cpu_median_s": float(np.median(cpu)) if cpu else None,
         "stages_median_s": stages,
         "slices_read": slices,
         "slices_classified": runs[0].get("slices_classified"),
@@ -125,35 +179,69 @@ def summarize_runs(runs: list[dict]) -> dict:
 
 
 def run_studies(studies: list[Path], models: list[ModelUnderTest], cold_runs: int,
-                warm_runs: int, threads: int = 0) -> dict:
-    """Every study x model, cold then warm; a study that is missing is reported, not fatal."""
+                warm_runs: int, threads: int = 0, plain: ModelUnderTest | None = None) -> dict:
+    """Every study x model, cold then warm; a study that is missing is reported, not fatal.
+
+    plain: an FP32 .onnx for the plain loop, run cold in the same alternating rounds.
+    """
     try:
         import ctedge.pipeline  # noqa: F401
     except ImportError as exc:
         return {"skipped": f"ctedge.pipeline is not importable here ({exc})"}
     results = []
-    for model in models:
-        backend = model.open(threads)
-        try:
-            for study in studies:
-                entry = {"study": _study_name(study), "path": str(study), "model": model.label}
-                if not study.is_dir():
-                    entry["skipped"] = f"{study}: not found (shared data absent?)"
-                    results.append(entry)
+    for study in studies:
+        labels = ([PLAIN] if plain is not None else []) + [m.label for m in models]
+        entries = {label: {"study": _study_name(study), "path": str(study), "model": label}
+                   for label in labels}
+        if not study.is_dir():
+            for entry in entries.values():
+                entry["skipped"] = f"{study}: not found (shared data absent?)"
+            results += entries.values()
+            continue
+        cold: dict[str, list[dict]] = {label: [] for label in labels}
+        for _ in range(cold_runs):  # one round: plain, then each model, under the same load
+            for label in labels:
+                entry = entries[label]
+                if "error" in entry:
                     continue
                 try:
-                    entry["cold"] = summarize_runs([run_cold(study, model)
-                                                    for _ in range(cold_runs)])
+                    if label == PLAIN:
+                        cold[label].append(run_plain_cold(study, plain))
+                    else:
+                        model = next(m for m in models if m.label == label)
+                        cold[label].append(run_cold(study, model))
+                except CtedgeError as exc:  # one bad study or model must not lose the others
+                    entry["error"] = str(exc)
+        for label in labels:
+            if "error" not in entries[label]:
+                entries[label]["cold"] = summarize_runs(cold[label])
+        for model in models:
+            entry = entries[model.label]
+            if "error" in entry:
+                continue
+            try:
+                backend = model.open(threads)
+                try:
                     run_warm(study, backend, model)  # warm-up: page cache, imports
                     entry["warm"] = summarize_runs([run_warm(study, backend, model)
                                                     for _ in range(warm_runs)])
-                except CtedgeError as exc:  # one bad study must not lose the others
-                    entry.pop("cold", None)
-                    entry["error"] = str(exc)
-                results.append(entry)
-        finally:
-            backend.close()
-    return {"stages": list(STAGES), "results": results, "targets": targets_met(results)}
+                finally:
+                    backend.close()
+            except CtedgeError as exc:
+                entry.pop("cold", None)
+                entry["error"] = str(exc)
+            if plain is not None and cold[PLAIN] and "cold" in entry:
+                entry["vs_plain"] = ratio_per_round(cold[model.label], cold[PLAIN])
+        results += entries.values()
+    return {"stages": list(STAGES), "wall_stages": list(WALL_STAGES), "results": results,
+            "targets": targets_met(results), "speed_targets": speed_targets(results)}
+
+
+def ratio_per_round(runs: list[dict], plain_runs: list[dict]) -> dict:
+    """ctedge wall / plain-loop wall, round by round (< 1: ctedge is faster)."""
+    ratios = [r["wall_s"] / p["wall_s"] for r, p in zip(runs, plain_runs, strict=False)]
+    return {"per_round": ratios, "median": float(np.median(ratios)), "min": min(ratios),
+            "max": max(ratios)}
 
 
 def _study_name(path: Path) -> str:
@@ -174,6 +262,36 @@ def targets_met(results: list[dict]) -> list[dict]:
                     "warm_wall_s": r["warm"]["wall_median_s"],
                     "met_cold": r["cold"]["wall_median_s"] <= TARGETS["study_total_s"],
                     "met_warm": r["warm"]["wall_median_s"] <= TARGETS["study_total_s"]})
+    return out
+
+
+def speed_targets(results: list[dict]) -> list[dict]:
+    """The pipeline issue's targets, each with what was measured and whether it was met."""
+    lo, hi = SPEED_TARGETS["full_study_slices"]
+    small_lo, small_hi = SPEED_TARGETS["sample_slices"]
+    out = []
+    for r in results:
+        cold = r.get("cold")
+        if cold is None:
+            continue
+        slices, wall = cold["slices_read"] or 0, cold["wall_median_s"]
+        full, small = lo <= slices <= hi, small_lo <= slices <= small_hi
+        row = {"study": r["study"], "model": r["model"], "slices": slices}
+        if full and "fp32" in r["model"] and "vs_plain" in r:
+            ratio = r["vs_plain"]["median"]
+            out.append({**row, "target": f"cold wall <= {SPEED_TARGETS['fp32_vs_plain']}x "
+                        "the plain loop's", "measured": ratio,
+                        "met": ratio <= SPEED_TARGETS["fp32_vs_plain"]})
+        if full and "int8" in r["model"]:
+            out.append({**row, "target": f"cold wall <= {SPEED_TARGETS['int8_study_s']} s",
+                        "measured": wall, "met": wall <= SPEED_TARGETS["int8_study_s"]})
+        if small and r["model"] != PLAIN:
+            out.append({**row, "target": f"cold wall <= {SPEED_TARGETS['sample_s']} s",
+                        "measured": wall, "met": wall <= SPEED_TARGETS["sample_s"]})
+        if r["model"] != PLAIN:
+            rss = cold["peak_rss_bytes"]
+            out.append({**row, "target": "peak RSS <= 800 MiB", "measured": rss / 2 ** 20,
+                        "met": rss <= SPEED_TARGETS["peak_rss_bytes"]})
     return out
 
 

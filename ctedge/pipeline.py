@@ -1,17 +1,15 @@
-"""Study in, decision out: index headers, decode and preprocess in worker processes while the
-main process runs batched inference, then apply the study rule.
+"""Study in, decision out: index headers, decode and preprocess in worker processes, run
+batched inference in the main process, then apply the study rule.
 
-Memory stays flat for any study length: at most `window` slices are in flight at once.
+Memory stays flat for any study length: at most batch_size + workers slices are held at once.
+A worker that dies on a slice costs that slice (reported as a problem), not the study.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import time
-from collections import deque
-from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,13 @@ from .errors import DicomError
 from .lungs import LungFieldConfig
 from .result import SliceResult, StudyResult
 from .slices import PreparedSlice, prepare_slice
+from .workers import DECODE_MODULES, SliceWorkers, WorkerDied
+
+# A slice still decoding after this long is stopped and reported: a decoder stuck on a
+# malformed file must not hold the study. A 512x512 CT slice takes ~10 ms; the limit is wall
+# time, so it is set far above what the most overloaded shared box has shown (a 8-slice test
+# study taking minutes at load average 25 on 2 cores).
+SLICE_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -70,18 +75,24 @@ def classify_study(study_dir: str | Path, config: ClassifyConfig = ClassifyConfi
     model_path = config.model or default_model_path()
 
     owned = backend is None
-    load_start = time.perf_counter()
-    if owned:
-        backend = open_backend(model_path, config.backend)
-    timings["load"] = time.perf_counter() - load_start
-    described = backend.description
-    maps = {} if config.maps and backend.has_maps else None
-    try:
-        with _decode_pool(config.worker_count) as pool:
-            prepared, probs = _run(pool, study.series.slices, backend, config, timings, maps)
-    finally:
+    t = time.perf_counter()
+    # Workers start before the backend opens, so they fork a small process (no model in its
+    # memory) in milliseconds and import their decoders while the model loads (ctedge.workers).
+    with SliceWorkers(config.worker_count, prepare_slice, preload=DECODE_MODULES,
+                      timeout_s=SLICE_TIMEOUT_S) as workers:
+        timings["workers"] = time.perf_counter() - t
+        load_start = time.perf_counter()
         if owned:
-            backend.close()
+            backend = open_backend(model_path, config.backend)
+        timings["load"] = time.perf_counter() - load_start
+        described = backend.description
+        maps = {} if config.maps and backend.has_maps else None
+        try:
+            prepared, probs = _run(workers, study.series.slices, backend, config, timings,
+                                   maps)
+        finally:
+            if owned:
+                backend.close()
 
     failed = [p for p in prepared if p.problem]
     if failed and len(failed) == len(prepared):
@@ -116,72 +127,62 @@ def classify_study(study_dir: str | Path, config: ClassifyConfig = ClassifyConfi
                        model=model, maps=maps)
 
 
-def _run(pool, refs, backend, config, timings, maps=None):
-    """Decode slices in order on `pool`, at most `window` in flight, and infer batches of the
-    used ones as they arrive. Returns (prepared slices, {slice index: probabilities});
-    fills `maps` ({slice index: (C, h, w) class-activation maps}) when it is a dict."""
+def _run(workers: SliceWorkers, refs, backend, config, timings, maps=None):
+    """Decode slices on `workers` and infer batches of the used ones as they fill.
+
+    Decoding and inference take turns: while a batch fills, every worker decodes; while it
+    runs, the inference threads have the cores (only the slices already handed out finish
+    meanwhile). On a machine where both want every core this beats overlapping them, which
+    makes ONNX Runtime's threads wait on descheduled peers. At most batch_size + workers
+    slices are held at once, whatever the study's length. Returns (prepared slices in z
+    order, {slice index: probabilities}); fills `maps` ({slice index: (C, h, w)
+    class-activation maps}) when it is a dict.
+    """
     preprocessing, lungs = backend.info.preprocessing, LungFieldConfig()
-    window = 2 * config.batch_size + config.worker_count
-    pending: deque = deque()
     submitted = 0
-    prepared: list[PreparedSlice] = []
+    prepared: dict[int, PreparedSlice] = {}
     probs: dict[int, np.ndarray] = {}
     batch: list[PreparedSlice] = []
-    timings["infer"] = 0.0
+    timings["infer"] = timings["wait"] = 0.0  # wall s in inference / waiting for decoders
     progress = _Progress(len(refs)) if config.progress else None
 
-    def flush():
+    def flush(items):
         t = time.perf_counter()
         if maps is None:
-            out = backend.infer(np.stack([p.tensor for p in batch]))
+            out = backend.infer(np.stack([p.tensor for p in items]))
         else:
-            out, cams = backend.infer_maps(np.stack([p.tensor for p in batch]))
-            maps.update((p.index, cam) for p, cam in zip(batch, cams, strict=True))
+            out, cams = backend.infer_maps(np.stack([p.tensor for p in items]))
+            maps.update((p.index, cam) for p, cam in zip(items, cams, strict=True))
         timings["infer"] += time.perf_counter() - t
-        for p, row in zip(batch, out, strict=True):
+        for p, row in zip(items, out, strict=True):
             probs[p.index] = row
             p.tensor = None  # free the input as soon as it is classified
-        batch.clear()
 
-    while submitted < len(refs) or pending:
-        while submitted < len(refs) and len(pending) < window:
-            pending.append(pool.submit(prepare_slice, submitted, refs[submitted],
-                                       preprocessing, lungs))
+    while submitted < len(refs) or workers.busy:
+        while submitted < len(refs) and workers.idle and len(batch) < config.batch_size:
+            workers.submit(submitted, refs[submitted], preprocessing, lungs)
             submitted += 1
-        item = pending.popleft().result()
-        prepared.append(item)
-        if item.used:
-            batch.append(item)
-            if len(batch) == config.batch_size:
-                flush()
+        t = time.perf_counter()
+        finished = workers.collect()
+        timings["wait"] += time.perf_counter() - t
+        for item in finished:
+            if isinstance(item, WorkerDied):
+                item = PreparedSlice(item.index, False, None, None,
+                                     f"{refs[item.index].name}: {item.why}; the slice was "
+                                     "skipped, check the file", 0.0, 0.0)
+            prepared[item.index] = item
+            if item.used:
+                batch.append(item)
+        if len(batch) >= config.batch_size:
+            flush(batch[:config.batch_size])
+            del batch[:config.batch_size]
         if progress:
             progress.update(len(prepared))
     if batch:
-        flush()
+        flush(batch)
     if progress:
         progress.close()
-    return prepared, probs
-
-
-class _decode_pool:
-    """A process pool for slice decoding (forkserver: safe beside ONNX Runtime's threads)."""
-
-    def __init__(self, workers: int):
-        self.workers = workers
-
-    def __enter__(self) -> Executor:
-        # One worker per core already fills the machine; BLAS threads inside each worker
-        # oversubscribe it (measured: preprocessing 95 ms instead of 5 ms per slice).
-        # The forkserver and its workers inherit this when they start.
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, "1")
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["ctedge.slices"])
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=context)
-        return self.pool
-
-    def __exit__(self, *exc):
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    return [prepared[i] for i in sorted(prepared)], probs
 
 
 class _Progress:

@@ -57,7 +57,7 @@ def test_classify_json_result(capsys, chest_study, tiny_model):
     assert code == 0, err
     result = json.loads(out)
     assert result["study"]["slices_read"] == 8
-    assert result["study"]["slices_classified"] == 8
+    assert result["study"]["slices_classified"] == 8, [s["skip_reason"] for s in result["slices"]]
     assert result["decision"]["rule"] == "robust"
     assert result["decision"]["label"] in result["model"]["classes"]
     zs = [s["z_mm"] for s in result["slices"]]

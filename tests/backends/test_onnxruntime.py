@@ -71,3 +71,19 @@ def test_resolve_and_backend_override(tmp_path, tiny_model):
         open_backend(tiny_model, backend="tensorrt")
     with pytest.raises(ModelError, match="no manifest.json"):
         open_backend(tmp_path)
+
+
+def test_streams_split_a_batch_and_agree_with_one_session(tiny_model):
+    import threading
+
+    from ctedge.backends.onnxruntime import OnnxRuntimeBackend
+
+    batch = np.random.default_rng(1).normal(size=(5, 3, 224, 224)).astype(np.float32)
+    streams = OnnxRuntimeBackend(tiny_model, providers=["CPUExecutionProvider"])
+    streams.sessions = streams.sessions + [streams.sessions[0]] * (3 - len(streams.sessions))
+    single = OnnxRuntimeBackend(tiny_model, threads=1)
+    assert len(single.sessions) == 1
+    before = threading.active_count()
+    np.testing.assert_allclose(streams.infer(batch), single.infer(batch), rtol=0, atol=1e-6)
+    assert streams.infer(batch[:1]).shape == (1, 5)  # fewer images than streams
+    assert threading.active_count() == before  # no thread outlives a call

@@ -52,6 +52,38 @@ def test_import_time_probe_runs():
     assert out["runs"] == 1 and out["median_s"] > 0 and "torch" not in out["heavy_modules_loaded"]
 
 
+def md_of(report, tmp_path) -> str:
+    write_outputs(report, tmp_path / "md", plots=False)
+    return (tmp_path / "md" / "report.md").read_text()
+
+
+def test_speed_targets_and_ratios():
+    from ctedge.benchmarks.studies import PLAIN, ratio_per_round, speed_targets
+
+    plain = [_run(10.0, slices=148), _run(8.0, slices=148)]
+    fast = [_run(5.0, slices=148), _run(6.0, slices=148)]
+    v = ratio_per_round(fast, plain)
+    assert v["per_round"] == [0.5, 0.75] and v["median"] == 0.625
+    results = [{"study": "A/a", "model": PLAIN, "cold": summarize_runs(plain)},
+               {"study": "A/a", "model": "ctedge onnxruntime fp32", "cold": summarize_runs(fast),
+                "vs_plain": v},
+               {"study": "A/a", "model": "ctedge onnxruntime int8-cpu",
+                "cold": summarize_runs([_run(1.9, slices=148)])},
+               {"study": "S/s", "model": "ctedge onnxruntime fp32",
+                "cold": summarize_runs([_run(1.2, slices=19)])}]
+    targets = speed_targets(results)
+
+    def met(study, model, words):
+        return [t["met"] for t in targets
+                if t["study"] == study and t["model"] == model and words in t["target"]]
+
+    assert met("A/a", "ctedge onnxruntime fp32", "plain loop") == [False]  # 0.625 > 0.6
+    assert met("A/a", "ctedge onnxruntime int8-cpu", "<= 2.0 s") == [True]
+    assert met("S/s", "ctedge onnxruntime fp32", "<= 1.0 s") == [False]
+    assert not met("A/a", PLAIN, "peak RSS")  # targets are ctedge's, not the peer's
+    assert all(t["met"] for t in targets if "RSS" in t["target"])
+
+
 @pytest.fixture
 def synthetic_study(tmp_path):
     if not SYNTHETIC_DICOM.is_file():
@@ -67,11 +99,15 @@ def test_studies_section_cold_and_warm(quick_config, synthetic_study, tmp_path):
     config = quick_config(sections=("studies", "reading_time"), studies=(synthetic_study,))
     report = run_bench(config)
     schema.validate(report)
-    (row,) = report["sections"]["studies"]["results"]
+    plain, row = report["sections"]["studies"]["results"]
+    assert plain["model"].startswith("plain loop") and plain["cold"]["slices_read"] == 4
+    assert row["vs_plain"]["median"] > 0 and len(row["vs_plain"]["per_round"]) == 1
     for mode in ("cold", "warm"):
         assert row[mode]["slices_read"] == 4
         assert row[mode]["wall_median_s"] > 0 and row[mode]["peak_rss_bytes"] > 0
         assert set(row[mode]["stages_median_s"]) >= {"index", "decode", "infer", "total"}
+    assert row["cold"]["stages_median_s"]["startup"] > 0
+    assert "ctedge cold wall / plain loop cold wall" in md_of(report, tmp_path)
     assert len(report["sections"]["reading_time"]["speedups"]) == len(ANCHORS)
     written = write_outputs(report, tmp_path / "o", plots=False)
     md = (tmp_path / "o" / "report.md").read_text()
@@ -81,8 +117,8 @@ def test_studies_section_cold_and_warm(quick_config, synthetic_study, tmp_path):
 
 def test_missing_study_is_reported(quick_config, tmp_path):
     config = quick_config(sections=("studies",), studies=(tmp_path / "absent",))
-    (row,) = run_bench(config)["sections"]["studies"]["results"]
-    assert "not found" in row["skipped"]
+    rows = run_bench(config)["sections"]["studies"]["results"]
+    assert rows and all("not found" in row["skipped"] for row in rows)
 
 
 def test_reading_time_without_studies_is_skipped(quick_config):
@@ -94,7 +130,7 @@ def test_reading_time_without_studies_is_skipped(quick_config):
 def test_real_shared_study(quick_config, shared_data):
     study = shared_data / "covid-ct-md" / "Normal" / "normal001"
     config = quick_config(sections=("studies",), studies=(study,))
-    (row,) = run_bench(config)["sections"]["studies"]["results"]
+    *_, row = run_bench(config)["sections"]["studies"]["results"]
     assert row["cold"]["slices_read"] == 154 and row["warm"]["slices_read"] == 154
 
 
@@ -107,5 +143,18 @@ def test_a_study_that_fails_is_recorded_and_the_cli_exits_2(small_model, tmp_pat
     assert code == 2
     assert "study " in capsys.readouterr().err
     report = json.loads((tmp_path / "o" / "bench.json").read_text())
-    (row,) = report["sections"]["studies"]["results"]
+    *_, row = report["sections"]["studies"]["results"]
     assert "failed in the cold run" in row["error"] and "cold" not in row
+
+
+def test_study_table_columns_line_up(tmp_path):
+    from ctedge.benchmarks.report import _studies
+    from ctedge.benchmarks.studies import STAGES
+
+    s = summarize_runs([{**_run(4.0), "cpu_s": 5.5}])
+    lines = _studies({"stages": list(STAGES), "results": [
+        {"study": "A/a", "model": "m", "cold": s, "warm": s}]})
+    header = next(line for line in lines if line.startswith("| study | model | mode"))
+    rows = [line for line in lines if line.startswith("| A/a | m |")]
+    assert "CPU s" in header and " 5.50 " in rows[0]
+    assert all(row.count("|") == header.count("|") for row in rows)
