@@ -13,3 +13,6 @@ COMMANDS += [train, evaluate]
 from .engine import build_engine  # noqa: E402
 
 COMMANDS.append(build_engine)
+from .serve import serve  # noqa: E402
+
+COMMANDS.append(serve)

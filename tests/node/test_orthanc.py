@@ -1,0 +1,66 @@
+"""The node against real DICOM software: dcmtk storescu/echoscu send, Orthanc receives the SR.
+
+Runs inside a network namespace made by the test (Orthanc 1.10 listens on every interface).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pydicom
+import pytest
+
+from node_net import (
+    SAMPLE_STUDY,
+    Orthanc,
+    dcmtk_missing,
+    echo,
+    netns_missing_reason,
+    network_namespace,
+    storescu,
+    wait_for,
+)
+
+
+@pytest.fixture(scope="module")
+def netns():
+    reason = netns_missing_reason() or dcmtk_missing()
+    if reason or shutil.which("Orthanc") is None:
+        pytest.skip(reason or "Orthanc is not installed; apt-get install orthanc")
+    with network_namespace(f"ctedge-node-{os.getpid()}") as name:
+        yield name
+
+
+def _sr_instances(orthanc):
+    return [i for i in orthanc.get("/instances")
+            if orthanc.get(f"/instances/{i}/simplified-tags").get("Modality") == "SR"]
+
+
+def test_study_from_storescu_comes_back_to_orthanc_as_one_sr(netns, node_factory, tmp_path,
+                                                             caplog):
+    from ctedge.node.config import Destination
+
+    source = pydicom.dcmread(next(SAMPLE_STUDY.iterdir()), stop_before_pixels=True)
+    with Orthanc(tmp_path / "orthanc") as orthanc:
+        node = node_factory(destination=Destination("ORTHANC", "127.0.0.1", orthanc.dicom_port))
+        assert echo(node.port)
+        assert not echo(node.port, calling="INTRUDER")
+        sent = storescu(node.port, SAMPLE_STUDY)
+        assert sent.returncode == 0, sent.stderr
+        wait_for(lambda: len(_sr_instances(orthanc)) == 1, 30, "the SR in Orthanc")
+        [sr_id] = _sr_instances(orthanc)
+        tags = orthanc.get(f"/instances/{sr_id}/simplified-tags")
+        assert len(orthanc.get("/instances")) == 1
+    assert tags["StudyInstanceUID"] == source.StudyInstanceUID
+    assert tags["PatientID"] == source.PatientID  # filed in the source study's patient
+    text = str(tags["ContentSequence"])
+    assert "Decision support only" in text
+    assert "sha256=" in text
+    key = next((node.config.state_dir / "results").glob("*.json")).stem
+    assert "Strongest slice" in text or "indeterminate" in text
+    logged = caplog.text + (node.config.state_dir / "status.json").read_text() \
+        + (node.config.state_dir / "results" / f"{key}.json").read_text()
+    for identifier in (str(source.get("PatientID", "")), str(source.get("PatientName", ""))):
+        if identifier:
+            assert identifier not in logged
