@@ -296,6 +296,7 @@ class Node:
         quiet_since = time.time() - self.config.quiet_period_s
         instances = self.spool.instances(key)
         self.status.set(classifying=key)
+        self.status.write(force=True)
         LOG.info("study %s complete: %d instances; classifying", key, instances)
         try:
             try:

@@ -23,9 +23,9 @@ def node_factory(tmp_path, tiny_model):
     nodes = []
 
     def make(state_dir: Path | None = None, **changes):
-        config = NodeConfig(state_dir=state_dir or tmp_path / "state", port=0,
-                            allowed_aets=("SCANNER",), quiet_period_s=0.4,
-                            classify=ClassifyConfig(model=tiny_model, workers=1), **changes)
+        settings = {"port": 0, "allowed_aets": ("SCANNER",), "quiet_period_s": 0.4,
+                    "classify": ClassifyConfig(model=tiny_model, workers=1), **changes}
+        config = NodeConfig(state_dir=state_dir or tmp_path / "state", **settings)
         node = Node(config).start()
         nodes.append(node)
         return node
