@@ -171,3 +171,80 @@ def storescu(port: int, folder: Path, calling: str = "SCANNER", called: str = "C
     return subprocess.run(["storescu", "-xs", "+sd", "-aet", calling, "-aec", called,
                            "127.0.0.1", str(port), str(folder)],
                           capture_output=True, text=True, timeout=120)
+
+
+class NodeProcess:
+    """`ctedge serve` as its own process (in its own session, so kill -9 takes its decode
+    workers too). `wrap`: a command prefix, e.g. to run it in a mount namespace."""
+
+    def __init__(self, config: Path, log: Path, wrap: list[str] | None = None):
+        self.config, self.log, self.wrap = Path(config), Path(log), wrap or []
+        self.process = None
+
+    def start(self, timeout_s: float = 60) -> NodeProcess:
+        import sys
+
+        state = Path(self.config).parent / "state"
+        command = [*self.wrap, sys.executable, "-m", "ctedge.cli", "serve", "--config",
+                   str(self.config)]
+        out = open(self.log, "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(command, stdout=out, stderr=out, start_new_session=True)
+        out.close()
+
+        def running():
+            if self.process.poll() is not None:
+                raise AssertionError(f"node exited {self.process.returncode}: "
+                                     f"{self.log.read_text()[-2000:]}")
+            status = self.status(state)
+            return status.get("pid") == self.process.pid and status.get("state") == "running"
+
+        wait_for(running, timeout_s, "the node to start")
+        return self
+
+    @staticmethod
+    def status(state: Path) -> dict:
+        try:
+            return json.loads((Path(state) / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill9(self) -> None:
+        """SIGKILL the node and every process of its session (decode workers)."""
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def terminate(self, timeout_s: float = 30) -> int:
+        import signal
+
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout_s)
+        with contextlib.suppress(ProcessLookupError):  # leftovers of its session, if any
+            os.killpg(self.process.pid, signal.SIGKILL)
+        return code
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.kill9()
+
+
+def write_node_config(folder: Path, model: Path, port: int, **extra) -> Path:
+    """A node.toml in `folder` (state in folder/state)."""
+    lines = ['state_dir = "state"', f"port = {port}", 'allowed_aets = ["SCANNER"]',
+             f'model = "{model}"', "workers = 1"]
+    destination = extra.pop("destination", None)
+    for key, value in extra.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    if destination:
+        lines += ["[destination]", f'ae_title = "{destination[0]}"', 'host = "127.0.0.1"',
+                  f"port = {destination[1]}"]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "node.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path

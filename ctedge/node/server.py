@@ -83,8 +83,10 @@ class Node:
         done = self.results.open()
         self.outbox.open()
         waiting = [s for s in spooled if s.key not in done]
-        for s in waiting:  # quiet periods restart from each study's newest file
-            self.tracker.arrived(s.key, s.last_arrival)
+        # Silence while the node was down says nothing about a sender (it could not reach us):
+        # every unfinished study gets a full quiet period from now.
+        for s in waiting:
+            self.tracker.arrived(s.key, max(s.last_arrival, time.time()))
         if self.backend is None:
             self.backend = open_backend(self.config.classify.model or default_model_path(),
                                         self.config.classify.backend)
@@ -295,9 +297,9 @@ class Node:
         started = time.perf_counter()
         quiet_since = time.time() - self.config.quiet_period_s
         instances = self.spool.instances(key)
+        LOG.info("study %s complete: %d instances; classifying", key, instances)
         self.status.set(classifying=key)
         self.status.write(force=True)
-        LOG.info("study %s complete: %d instances; classifying", key, instances)
         try:
             try:
                 result = classify_study(self.spool.study_dir(key), self.config.classify,
