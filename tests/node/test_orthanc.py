@@ -13,13 +13,16 @@ import pytest
 
 from node_net import (
     SAMPLE_STUDY,
+    NodeProcess,
     Orthanc,
     dcmtk_missing,
     echo,
+    free_port,
     netns_missing_reason,
     network_namespace,
     storescu,
     wait_for,
+    write_node_config,
 )
 
 
@@ -64,3 +67,33 @@ def test_study_from_storescu_comes_back_to_orthanc_as_one_sr(netns, node_factory
     for identifier in (str(source.get("PatientID", "")), str(source.get("PatientName", ""))):
         if identifier:
             assert identifier not in logged
+
+
+def test_results_wait_while_the_destination_is_down_survive_kill_9_and_arrive_once(
+        netns, tmp_path, tiny_model):
+    orthanc = Orthanc(tmp_path / "orthanc")  # ports chosen, not started yet: PACS is down
+    port = free_port()
+    config = write_node_config(tmp_path / "node", tiny_model, port, quiet_period_s=0.3,
+                               retry_initial_s=0.2, retry_max_s=0.5,
+                               destination=("ORTHANC", orthanc.dicom_port))
+    state, log = tmp_path / "node" / "state", tmp_path / "node.log"
+    node = NodeProcess(config, log).start()
+    try:
+        assert storescu(port, SAMPLE_STUDY).returncode == 0
+        wait_for(lambda: NodeProcess.status(state).get("counters", {}).get("send_failures", 0)
+                 >= 2, 60, "failed sends to the missing PACS")
+        assert len(list((state / "results").glob("*.json"))) == 1
+        assert len(list((state / "outbox" / "pending").glob("*/*.dcm"))) == 1
+        node.kill9()  # a result in the outbox, never sent
+        with orthanc:
+            node = NodeProcess(config, log).start()
+            wait_for(lambda: list((state / "outbox" / "sent").glob("*.json")), 30,
+                     "the result to be sent")
+            assert node.terminate() == 0
+            assert len(_sr_instances(orthanc)) == 1
+            assert len(orthanc.get("/instances")) == 1
+    finally:
+        node.stop()
+    text = log.read_text()
+    assert text.count("classified in") == 1 and text.count("sent to ORTHANC") == 1
+    assert list((state / "outbox" / "pending").glob("*/*.dcm")) == []
