@@ -133,7 +133,8 @@ def throughput(study: Path, model: Path, work: Path, runs: int) -> dict:
         node = _Node(work / f"recv{i}", model, quiet_s=3600, dest_port=None)
         try:
             seconds = _storescu(node.port, study)
-            stored = node.status()["counters"]["instances_stored"]
+            stored = _wait(lambda node=node: node.status().get("counters", {}).get(
+                "instances_stored") == n and n, 10, "the status file to count every instance")
             rows.append({"seconds": round(seconds, 3), "instances_per_s": round(n / seconds, 1),
                          "stored": stored})
         finally:

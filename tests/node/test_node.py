@@ -141,3 +141,29 @@ def test_fifty_concurrent_associations_lose_nothing_and_echo_keeps_answering(
         assert result["node"]["instances"] == per_study
         assert len(list(node.spool.study_dir(key).glob("*.dcm"))) == per_study
         assert caplog.text.count(f"study {key} classified") == 1
+
+
+def test_tls_node_answers_a_tls_peer_and_refuses_a_plain_one(node_factory, tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    cert, key = tmp_path / "node.pem", tmp_path / "node.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    node = node_factory(tls_cert=cert, tls_key=key)
+    from pynetdicom import AE
+
+    ae = AE(ae_title="SCANNER")
+    ae.acse_timeout = ae.network_timeout = 5
+    ae.add_requested_context("1.2.840.10008.1.1")
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="CTEDGE",
+                         tls_args=(client, "127.0.0.1"))
+    assert assoc.is_established and assoc.send_c_echo().Status == 0
+    assoc.release()
+    plain = ae.associate("127.0.0.1", node.port, ae_title="CTEDGE")
+    assert not plain.is_established
