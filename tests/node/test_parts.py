@@ -103,3 +103,18 @@ def test_config_file_paths_are_relative_to_it_and_bad_keys_are_named(tmp_path):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(NodeError, match="tls_cert and tls_key"):
         NodeConfig(state_dir=tmp_path, tls_cert=tmp_path / "c.pem")
+
+
+def test_serve_cli_bad_config_is_one_line_and_exit_2(tmp_path, capsys):
+    from ctedge.cli import main
+
+    assert main(["serve", "--config", str(tmp_path / "missing.toml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.toml" in err[0] and "Traceback" not in err[0]
+    config = tmp_path / "node.toml"
+    config.write_text('state_dir = "state"\n')
+    assert main(["serve", "--config", str(config), "--status"]) == 2
+    assert "has `ctedge serve` run" in capsys.readouterr().err
+    config.write_text('state_dir = "state"\nport = 99999\n')
+    assert main(["serve", "--config", str(config)]) == 2
+    assert "port 99999" in capsys.readouterr().err
