@@ -87,6 +87,10 @@ class Node:
         # every unfinished study gets a full quiet period from now.
         for s in waiting:
             self.tracker.arrived(s.key, max(s.last_arrival, time.time()))
+        if self.config.destination is not None:
+            from .sr import load_highdicom
+
+            load_highdicom()  # import highdicom now, not on the first result (measured: ~3 s cold)
         if self.backend is None:
             self.backend = open_backend(self.config.classify.model or default_model_path(),
                                         self.config.classify.backend)

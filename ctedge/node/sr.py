@@ -33,7 +33,7 @@ _TYPE2_STUDY_ATTRIBUTES = ("PatientName", "PatientID", "PatientBirthDate", "Pati
                            "ReferringPhysicianName")
 
 
-def _hd():
+def load_highdicom():
     try:
         import highdicom
     except ImportError:
@@ -43,14 +43,14 @@ def _hd():
 
 
 def label_code(label: str):
-    hd = _hd()
+    hd = load_highdicom()
     value, scheme, meaning = LABEL_CODES.get(label, (label[:16], SCHEME,
                                                      label.replace("_", " ")[:64]))
     return hd.sr.CodedConcept(value, scheme, meaning)
 
 
 def _concept(value: str, meaning: str, scheme: str = SCHEME):
-    return _hd().sr.CodedConcept(value, scheme, meaning)
+    return load_highdicom().sr.CodedConcept(value, scheme, meaning)
 
 
 def _header(path: Path):
@@ -76,7 +76,7 @@ def strongest_slices(result: StudyResult) -> list[int]:
 
 def build_sr(result: StudyResult):
     """A highdicom ComprehensiveSR for one classified study (pydicom Dataset)."""
-    hd = _hd()
+    hd = load_highdicom()
     from pydicom.uid import generate_uid
 
     sr = hd.sr
