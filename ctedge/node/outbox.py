@@ -146,7 +146,9 @@ def send_pending(outbox: Outbox, sender: Sender, key: str) -> list[str]:
         path.unlink()
         stored.append(sop_uid)
 
-    sender.send(outbox.files(key), on_stored)
+    files = outbox.files(key)
+    if files:  # none left: a crash came after the last object was accepted
+        sender.send(files, on_stored)
     outbox.mark_sent(key, {"study_key": key, "sent_at": time.strftime(
         "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "destination": sender.destination.ae_title,
         "objects": len(stored)})

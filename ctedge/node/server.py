@@ -17,7 +17,7 @@ from ..errors import CtedgeError
 from .completion import CompletionTracker
 from .config import NodeConfig
 from .errors import NodeError, SpoolFull
-from .outbox import Backoff, Outbox, Sender, SendFailed, send_pending
+from .outbox import Backoff, Outbox, Sender, send_pending
 from .results import ResultObjects, ResultStore, node_section
 from .spool import Spool
 from .status import STATUS_FILE, Status
@@ -90,7 +90,7 @@ class Node:
         if self.config.destination is not None:
             from .sr import load_highdicom
 
-            load_highdicom()  # import highdicom now, not on the first result (measured: ~3 s cold)
+            load_highdicom()  # import highdicom now, not on the first result (3-6 s cold here)
         if self.backend is None:
             self.backend = open_backend(self.config.classify.model or default_model_path(),
                                         self.config.classify.backend)
@@ -355,7 +355,7 @@ class Node:
                         continue
                     try:
                         uids = send_pending(self.outbox, sender, key)
-                    except (SendFailed, OSError) as exc:
+                    except Exception as exc:  # SendFailed, OSError, or a bug: retry later
                         delay = backoff.failed(time.monotonic())
                         self.status.count("send_failures")
                         self.status.error(f"study {key}: send failed: {exc}")

@@ -118,3 +118,33 @@ def test_serve_cli_bad_config_is_one_line_and_exit_2(tmp_path, capsys):
     config.write_text('state_dir = "state"\nport = 99999\n')
     assert main(["serve", "--config", str(config)]) == 2
     assert "port 99999" in capsys.readouterr().err
+
+
+def test_outbox_sends_only_what_is_pending_and_records_a_study_sent_once(tmp_path):
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    from ctedge.node.outbox import Outbox, send_pending
+
+    outbox = Outbox(tmp_path / "outbox")
+    outbox.open()
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.88.33", "1.2.3.4"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    outbox.put("k1", [("sr", ds)])
+    assert outbox.pending() == ["k1"] and [p.name for p in outbox.files("k1")] == ["sr.dcm"]
+    calls = []
+
+    class FakeSender:  # records what would go over the wire
+        destination = type("D", (), {"ae_title": "PACS"})()
+
+        def send(self, paths, on_stored):
+            calls.append([p.name for p in paths])
+            for p in paths:
+                on_stored(p, "1.2.3.4")
+
+    assert send_pending(outbox, FakeSender(), "k1") == ["1.2.3.4"]
+    assert outbox.is_sent("k1") and outbox.pending() == [] and calls == [["sr.dcm"]]
+    (outbox.pending_root / "k2").mkdir()  # crash after the last object was accepted
+    assert send_pending(outbox, FakeSender(), "k2") == []
+    assert outbox.is_sent("k2") and calls == [["sr.dcm"]]
