@@ -289,7 +289,13 @@ class Node:
                     self.tracker.arrived(key, 0.0)  # classified after the restart
                     break
                 if not self.results.exists(key):
-                    self.classify(key)
+                    try:
+                        self.classify(key)
+                    except Exception as exc:  # e.g. no room for the result: try again later
+                        LOG.exception("study %s: result not written; retrying after another "
+                                      "quiet period", key)
+                        self.status.error(f"study {key}: result not written ({exc})")
+                        self.tracker.arrived(key)
             self._refresh_status()
             wait = self.tracker.next_due_in()
             self._stop.wait(0.2 if wait is None else min(max(wait, 0.01), 0.2))
