@@ -244,30 +244,37 @@ def main(argv=None) -> int:
     parser.add_argument("--quiet", type=float, default=2.0)
     parser.add_argument("--memory-study", type=Path, default=Path("samples/P001-every8th"))
     parser.add_argument("--memory-studies", type=int, default=100)
+    parser.add_argument("--memory-model", type=Path, default=None,
+                        help="model for the memory section (default: --model)")
     parser.add_argument("--sections", default="throughput,latency,memory")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     sections = set(args.sections.split(","))
     work = Path(tempfile.mkdtemp(prefix="ctedge-node-bench-"))
-    report = {"machine": describe_machine(), "load_average_start": os.getloadavg()}
-    try:
-        if "throughput" in sections:
-            report["throughput"] = throughput(args.recv_study, args.model, work, args.recv_runs)
-            print(json.dumps(report["throughput"]), flush=True)
-        if "latency" in sections:
-            studies = args.latency_study or [data / "COVID-19" / "P001"]
-            report["latency"] = latency(studies, args.model, work, args.quiet)
-            print(json.dumps(report["latency"]), flush=True)
-        if "memory" in sections:
-            report["memory"] = memory(args.memory_study, args.model, work, args.memory_studies)
-            print(json.dumps({k: v for k, v in report["memory"].items()
-                              if not k.startswith("samples")}), flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    report["load_average_end"] = os.getloadavg()
     out = Path(str(args.out).replace("{date}", time.strftime("%Y-%m-%d")))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "node.json").write_text(json.dumps(report, indent=2) + "\n")
+    report = {"machine": describe_machine(), "model": str(args.model),
+              "load_average_start": os.getloadavg()}
+
+    def save(section: str, value: dict) -> None:  # after each section: a long run keeps its part
+        report[section] = value
+        report["load_average_end"] = os.getloadavg()
+        (out / "node.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in value.items() if not k.startswith("samples")}),
+              flush=True)
+
+    try:
+        if "throughput" in sections:
+            save("throughput", throughput(args.recv_study, args.model, work, args.recv_runs))
+        if "latency" in sections:
+            studies = args.latency_study or [data / "COVID-19" / "P001"]
+            save("latency", latency(studies, args.model, work, args.quiet))
+        if "memory" in sections:
+            model = args.memory_model or args.model
+            save("memory", {"model": str(model), **memory(args.memory_study, model, work,
+                                                           args.memory_studies)})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {out / 'node.json'}")
     return 0
 

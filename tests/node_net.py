@@ -38,11 +38,17 @@ def netns_missing_reason() -> str | None:
     return None
 
 
+class NamespaceUnavailable(Exception):
+    """This machine does not let the tests make a network namespace (no CAP_SYS_ADMIN)."""
+
+
 @contextlib.contextmanager
 def network_namespace(name: str):
     """Create a namespace with only loopback, move this thread into it, and undo both."""
     libc = ctypes.CDLL(None, use_errno=True)
-    subprocess.run(["ip", "netns", "add", name], check=True)
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if made.returncode != 0:
+        raise NamespaceUnavailable(made.stderr.strip())
     original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
         subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
@@ -181,7 +187,7 @@ class NodeProcess:
         self.config, self.log, self.wrap = Path(config), Path(log), wrap or []
         self.process = None
 
-    def start(self, timeout_s: float = 60) -> NodeProcess:
+    def start(self, timeout_s: float = 120) -> NodeProcess:
         import sys
 
         state = Path(self.config).parent / "state"

@@ -229,6 +229,7 @@ class Node:
                     "many associations)", remote.get("ae_title"), remote.get("address"))
 
     def _on_closed(self, event) -> None:
+        self.tracker.release(id(event.assoc))
         with self._assoc_lock:
             stats = self._assocs.pop(id(event.assoc), None)
         if stats is None:
@@ -274,7 +275,7 @@ class Node:
                 LOG.warning("study %s: instance arrived after the study was classified; kept "
                             "in the spool, not classified again", key)
             else:
-                self.tracker.arrived(key)
+                self.tracker.arrived(key, holder=id(event.assoc))
         else:
             self._tally(event, "duplicate")
             self.status.count("instances_duplicate")

@@ -65,7 +65,7 @@ def test_kill_9_during_a_transfer_then_restart_loses_nothing(node_dir, tmp_path)
     sender = threading.Thread(target=send)
     try:
         sender.start()
-        wait_for(lambda: len(statuses) >= 8, 30, "the transfer to get going", every_s=0.005)
+        wait_for(lambda: len(statuses) >= 8, 120, "the transfer to get going", every_s=0.005)
         node.kill9()
         sender.join(30)
         acknowledged = [ds.SOPInstanceUID for ds, s in zip(study, statuses, strict=False)
@@ -76,7 +76,7 @@ def test_kill_9_during_a_transfer_then_restart_loses_nothing(node_dir, tmp_path)
         assert set(acknowledged) <= kept  # every success answered is on disk
         node = NodeProcess(config, log).start()
         assert c_store(port, study) == [0] * 40  # the sender retries the whole study
-        wait_for(lambda: _results(folder / "state"), 30, "the study's result")
+        wait_for(lambda: _results(folder / "state"), 120, "the study's result")
         [result] = _results(folder / "state").values()
         assert result["node"]["instances"] == 40
         assert node.terminate() == 0  # SIGTERM: clean shutdown
@@ -95,14 +95,14 @@ def test_kill_9_during_classification_then_restart_classifies_once(node_dir, tmp
     node = NodeProcess(config, log).start()
     try:
         assert c_store(port, study) == [0] * len(study)
-        wait_for(lambda: NodeProcess.status(folder / "state").get("classifying"), 30,
+        wait_for(lambda: NodeProcess.status(folder / "state").get("classifying"), 120,
                  "classification to start", every_s=0.01)
         node.kill9()
         assert _results(folder / "state") == {}
         first_run = log.read_text()
         assert "classifying" in first_run and "classified in" not in first_run
         node = NodeProcess(config, log).start()
-        wait_for(lambda: _results(folder / "state"), 60, "the study's result")
+        wait_for(lambda: _results(folder / "state"), 120, "the study's result")
         [result] = _results(folder / "state").values()
         assert result["node"]["instances"] == len(study)
         assert result["node"]["status"] == "classified"

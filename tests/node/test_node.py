@@ -55,7 +55,7 @@ def test_a_received_study_is_classified_once_and_nothing_carries_identifiers(
     study = _study(tmp_path / "in", "1.2.826.0.1.3680043.8.498.77", 6)
     assert c_store(node.port, study) == [0] * 6
     assert c_store(node.port, study[:3]) == [0] * 3  # a re-send: idempotent
-    results = wait_for(lambda: _results(node), 20, "the study's result")
+    results = wait_for(lambda: _results(node), 120, "the study's result")
     [(key, result)] = results.items()
     assert result["node"]["instances"] == 6 and result["node"]["status"] == "classified"
     assert result["decision"]["label"] == "indeterminate"  # 16-px slices have no lung field
@@ -81,12 +81,12 @@ def test_malformed_instances_are_refused_or_recorded_and_never_stop_the_node(
         ds.PixelData = ds.PixelData[:10]  # header says 16x16, pixel data says otherwise
     assert c_store(node.port, [no_uid]) == [0xC210]
     assert c_store(node.port, broken) == [0] * 3  # kept: the sender is not asked to retry
-    wait_for(lambda: _results(node), 20, "a result for the broken study")
+    wait_for(lambda: _results(node), 120, "a result for the broken study")
     [result] = _results(node).values()
     assert result["node"]["status"] == "not classified" and result["decision"] is None
     good = _study(tmp_path / "c", "1.2.826.0.1.3680043.8.498.83", 2)
     assert c_store(node.port, good) == [0, 0]
-    wait_for(lambda: len(_results(node)) == 2, 20, "the good study's result")
+    wait_for(lambda: len(_results(node)) == 2, 120, "the good study's result")
     assert sorted(r["node"]["status"] for r in _results(node).values()) == [
         "classified", "not classified"]
 
@@ -135,7 +135,7 @@ def test_fifty_concurrent_associations_lose_nothing_and_echo_keeps_answering(
         t.join()
     assert statuses == [[0] * per_assoc] * len(jobs)
     assert echoes and all(echoes)
-    wait_for(lambda: len(_results(node)) == studies, 60, "every study's result")
+    wait_for(lambda: len(_results(node)) == studies, 120, "every study's result")
     per_study = per_assoc * assocs_per_study
     for key, result in _results(node).items():
         assert result["node"]["instances"] == per_study

@@ -75,6 +75,23 @@ def test_a_study_is_due_after_its_quiet_period_and_a_late_arrival_resets_it():
     assert tracker.next_due_in() is None
 
 
+def test_a_study_is_not_due_while_an_association_delivering_it_is_open():
+    now = [0.0]
+    tracker = CompletionTracker(1.0, clock=lambda: now[0])
+    tracker.arrived("a", holder="assoc1")
+    tracker.arrived("a", holder="assoc2")
+    now[0] = 10.0  # a slow sender: long past the quiet period, still connected
+    assert tracker.take_due() == [] and tracker.next_due_in() is None
+    tracker.release("assoc1")
+    now[0] = 20.0
+    assert tracker.take_due() == []
+    tracker.release("assoc2")  # the quiet period starts at the release
+    now[0] = 20.9
+    assert tracker.take_due() == []
+    now[0] = 21.0
+    assert tracker.take_due() == ["a"]
+
+
 def test_backoff_doubles_up_to_its_cap_and_resets_on_success():
     backoff = Backoff(1.0, 5.0)
     assert [backoff.failed(0.0) for _ in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
