@@ -148,6 +148,7 @@ def c_store(port: int, datasets, calling: str = "SCANNER", called: str = "CTEDGE
     from pynetdicom import AE
 
     ae = AE(ae_title=calling)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 120  # a loaded shared machine
     for sop_class, syntax in {(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID))
                               for ds in datasets}:
         ae.add_requested_context(sop_class, syntax)

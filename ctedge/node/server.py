@@ -182,6 +182,10 @@ class Node:
         node = self
 
         class Server(ThreadedAssociationServer):
+            # socketserver's default listen backlog is 5: a burst of senders would have SYNs
+            # dropped and wait seconds for TCP to retry (seen with 50 concurrent associations).
+            request_queue_size = max(128, 2 * cfg.max_associations)
+
             def verify_request(self, request, client_address) -> bool:
                 if allowed_hosts and client_address[0] not in allowed_hosts:
                     node.status.count("associations_refused")

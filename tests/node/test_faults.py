@@ -42,7 +42,7 @@ def node_dir(tmp_path, tiny_model):
 def test_kill_9_during_a_transfer_then_restart_loses_nothing(node_dir, tmp_path):
     folder, model = node_dir
     port = free_port()
-    config = write_node_config(folder, model, port, quiet_period_s=2.0)
+    config = write_node_config(folder, model, port, quiet_period_s=5.0)
     log = tmp_path / "node.log"
     study = _datasets(tmp_path / "in", "1.2.826.0.1.3680043.8.498.301", 40)
     node = NodeProcess(config, log).start()

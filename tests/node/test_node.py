@@ -124,6 +124,7 @@ def test_fifty_concurrent_associations_lose_nothing_and_echo_keeps_answering(
 
     echoes = []
     ae = AE(ae_title="SCANNER")
+    ae.acse_timeout = ae.dimse_timeout = 120
     ae.add_requested_context("1.2.840.10008.1.1")
     while any(t.is_alive() for t in threads):
         assoc = ae.associate("127.0.0.1", node.port, ae_title="CTEDGE")
