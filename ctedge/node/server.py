@@ -32,6 +32,7 @@ CT_STORAGE = ("1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
               "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT Image Storage
               "1.2.840.10008.5.1.4.1.1.2.2")  # Legacy Converted Enhanced CT Image Storage
 VERIFICATION = "1.2.840.10008.1.1"
+MAX_ATTEMPTS = 3  # classifications of one study that end in an internal error before giving up
 
 
 def _pynetdicom():
@@ -65,6 +66,7 @@ class Node:
         self._server = None
         self._assocs: dict[int, dict] = {}
         self._assoc_lock = threading.Lock()
+        self._attempts: dict[str, int] = {}
         self.port = config.port
 
     # ---- life cycle -----------------------------------------------------------------------
@@ -322,7 +324,14 @@ class Node:
             except CtedgeError as exc:
                 self._failed(key, str(exc), instances, quiet_since, started)
                 return
-            except Exception as exc:  # a bug or a decoder crash: record it, keep serving
+            except Exception as exc:  # a decode worker killed, a bug: retry, then record it
+                self._attempts[key] = self._attempts.get(key, 0) + 1
+                if self._attempts[key] < MAX_ATTEMPTS:
+                    LOG.warning("study %s: internal error while classifying (%s: %s); attempt "
+                                "%d of %d after another quiet period", key, type(exc).__name__,
+                                exc, self._attempts[key] + 1, MAX_ATTEMPTS)
+                    self.tracker.arrived(key)
+                    return
                 LOG.exception("study %s: internal error while classifying", key)
                 self._failed(key, f"internal error: {type(exc).__name__}: {exc}", instances,
                              quiet_since, started)
