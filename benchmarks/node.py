@@ -215,8 +215,10 @@ def memory(study: Path, model: Path, work: Path, count: int) -> dict:
                 ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
                 ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
                 status = assoc.send_c_store(ds)
-                if getattr(status, "Status", None) != 0:
-                    raise RuntimeError(f"study {i}: C-STORE failed")
+                code = getattr(status, "Status", None)
+                if code != 0:
+                    log = (node.folder / "node.log").read_text()[-1500:]
+                    raise RuntimeError(f"study {i}: C-STORE status {code}; node log:\n{log}")
             assoc.release()
             if i % 10 == 9:
                 samples.append((len(node.results()), round(node.rss_mb(), 1)))
