@@ -16,3 +16,6 @@ COMMANDS.append(build_engine)
 from .triton import export_triton  # noqa: E402
 
 COMMANDS.append(export_triton)
+from .serve import serve  # noqa: E402
+
+COMMANDS.append(serve)
