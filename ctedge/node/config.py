@@ -70,6 +70,7 @@ class NodeConfig:
     max_study_instances: int = 5000
     accept_other_storage: bool = True  # keep non-CT objects (not classified) or refuse them
     destination: Destination | None = None
+    send_summary: bool = True  # with a destination: also the report summary (Secondary Capture)
     retry_initial_s: float = 2.0
     retry_max_s: float = 300.0
     tls_cert: Path | None = None
@@ -80,6 +81,9 @@ class NodeConfig:
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         set_("state_dir", Path(self.state_dir))
+        if self.destination is not None and self.send_summary and not self.classify.maps:
+            # the summary pictures the strongest slices with their class-activation maps
+            set_("classify", dataclasses.replace(self.classify, maps=True))
         if self.spool_dir is not None:
             set_("spool_dir", Path(self.spool_dir))
         for key in ("tls_cert", "tls_key", "tls_ca"):

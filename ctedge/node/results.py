@@ -30,12 +30,19 @@ class ResultObjects:
     builders: list[tuple[str, ResultObjectBuilder]] = field(default_factory=list)
 
     @classmethod
-    def default(cls, with_sr: bool = True) -> ResultObjects:
+    def default(cls, with_sr: bool = True, with_summary: bool = False) -> ResultObjects:
+        """The SR and, with_summary, the report summary as a Secondary Capture (issue: show
+        the evidence in PACS next to the study); nothing without a destination."""
         if not with_sr:
             return cls([])
         from .sr import build_sr
 
-        return cls([("sr", build_sr)])
+        builders = [("sr", build_sr)]
+        if with_summary:
+            from ..report.secondary_capture import summary_object
+
+            builders.append(("summary", summary_object))
+        return cls(builders)
 
     def build(self, result: StudyResult) -> list[tuple[str, object]]:
         return [(name, builder(result)) for name, builder in self.builders]

@@ -57,7 +57,8 @@ class Node:
         self.tracker = CompletionTracker(config.quiet_period_s)
         self.status = Status(config.state_dir / STATUS_FILE, config.ae_title, config.port)
         self.result_objects = (result_objects if result_objects is not None
-                               else ResultObjects.default(config.destination is not None))
+                               else ResultObjects.default(config.destination is not None,
+                                                          config.send_summary))
         self.backend = backend
         self._owns_backend = backend is None
         self._stop = threading.Event()

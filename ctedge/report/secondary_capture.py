@@ -24,10 +24,12 @@ class ReportUnavailable(CtedgeError):
 
 
 def secondary_capture(summary, source, *, series_number: int = SERIES_NUMBER,
-                      instance_number: int = 1):
+                      instance_number: int = 1, uid_seed: list[str] | None = None):
     """A pydicom Dataset: Secondary Capture Image of `summary` (a PIL image or an (H, W, 3)
     uint8 array) in the study of `source` (a DICOM file path or a pydicom Dataset of the
-    classified series). Save it with `dataset.save_as(path)`."""
+    classified series). Save it with `dataset.save_as(path)`. uid_seed: strings the series and
+    instance UIDs derive from (the same seed gives the same UIDs, so a re-sent copy replaces
+    the first at the PACS instead of doubling it); None: fresh random UIDs."""
     hd = _import_highdicom()
     import pydicom
 
@@ -45,8 +47,8 @@ def secondary_capture(summary, source, *, series_number: int = SERIES_NUMBER,
         # The pictured slices are axial, shown as acquired: rows run to the patient's
         # left, columns to posterior (Patient Orientation L, P, as in the source CT).
         bits_allocated=8, coordinate_system="PATIENT", patient_orientation=("L", "P"),
-        series_instance_uid=hd.UID(),
-        series_number=series_number, sop_instance_uid=hd.UID(),
+        series_instance_uid=_uid(uid_seed, "ctedge-sc-series"),
+        series_number=series_number, sop_instance_uid=_uid(uid_seed, "ctedge-sc"),
         instance_number=instance_number, manufacturer="ctedge",
         transfer_syntax_uid="1.2.840.10008.1.2.1")
     sc.SeriesDescription = SERIES_DESCRIPTION
@@ -57,11 +59,31 @@ def secondary_capture(summary, source, *, series_number: int = SERIES_NUMBER,
 
 def study_secondary_capture(result, files):
     """The Secondary Capture of a written report (`ReportFiles`) for its classified study
-    (`StudyResult`): the summary PNG in the context of the series' first slice."""
+    (`StudyResult`): the summary PNG in the context of the series' first slice. Its UIDs
+    derive from the series, the model and the rule, like the node's SR."""
     from PIL import Image
 
+    seed = [str(result.study.series.key), str(result.model.get("sha256", "")),
+            result.decision.rule]
     with Image.open(files.summary) as summary:
-        return secondary_capture(summary.convert("RGB"), result.study.series.slices[0].path)
+        return secondary_capture(summary.convert("RGB"), result.study.series.slices[0].path,
+                                 uid_seed=seed)
+
+
+def summary_object(result):
+    """The DICOM node's second result object: the report summary as a Secondary Capture."""
+    import tempfile
+
+    from . import write_report
+
+    with tempfile.TemporaryDirectory(prefix="ctedge-summary-") as tmp:
+        return study_secondary_capture(result, write_report(result, tmp))
+
+
+def _uid(seed: list[str] | None, salt: str) -> str:
+    from pydicom.uid import generate_uid
+
+    return generate_uid() if seed is None else generate_uid(entropy_srcs=[*seed, salt])
 
 
 def _with_required_study_attributes(ref):

@@ -49,8 +49,8 @@ def _sr_instances(orthanc):
             if orthanc.get(f"/instances/{i}/simplified-tags").get("Modality") == "SR"]
 
 
-def test_study_from_storescu_comes_back_to_orthanc_as_one_sr(netns, node_factory, tmp_path,
-                                                             caplog):
+def test_study_from_storescu_comes_back_to_orthanc_as_an_sr_and_a_summary(
+        netns, node_factory, tmp_path, caplog):
     from ctedge.node.config import Destination
 
     source = pydicom.dcmread(next(SAMPLE_STUDY.iterdir()), stop_before_pixels=True)
@@ -60,10 +60,15 @@ def test_study_from_storescu_comes_back_to_orthanc_as_one_sr(netns, node_factory
         assert not echo(node.port, calling="INTRUDER")
         sent = storescu(node.port, SAMPLE_STUDY)
         assert sent.returncode == 0, sent.stderr
-        wait_for(lambda: len(_sr_instances(orthanc)) == 1, 120, "the SR in Orthanc")
+        wait_for(lambda: len(orthanc.get("/instances")) == 2, 120, "the SR and summary")
         [sr_id] = _sr_instances(orthanc)
         tags = orthanc.get(f"/instances/{sr_id}/simplified-tags")
-        assert len(orthanc.get("/instances")) == 1
+        [sc_id] = [i for i in orthanc.get("/instances") if i != sr_id]
+        sc = orthanc.get(f"/instances/{sc_id}/simplified-tags")
+    # the summary (report) as a Secondary Capture, filed beside the study
+    assert sc["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.7"
+    assert sc["StudyInstanceUID"] == source.StudyInstanceUID
+    assert sc["BurnedInAnnotation"] == "NO"
     assert tags["StudyInstanceUID"] == source.StudyInstanceUID
     assert tags["PatientID"] == source.PatientID  # filed in the source study's patient
     text = str(tags["ContentSequence"])
@@ -92,7 +97,7 @@ def test_results_wait_while_the_destination_is_down_survive_kill_9_and_arrive_on
         wait_for(lambda: NodeProcess.status(state).get("counters", {}).get("send_failures", 0)
                  >= 2, 120, "failed sends to the missing PACS")
         assert len(list((state / "results").glob("*.json"))) == 1
-        assert len(list((state / "outbox" / "pending").glob("*/*.dcm"))) == 1
+        assert len(list((state / "outbox" / "pending").glob("*/*.dcm"))) == 2  # SR, summary
         node.kill9()  # a result in the outbox, never sent
         with orthanc:
             node = NodeProcess(config, log).start()
@@ -100,7 +105,7 @@ def test_results_wait_while_the_destination_is_down_survive_kill_9_and_arrive_on
                      "the result to be sent")
             assert node.terminate() == 0
             assert len(_sr_instances(orthanc)) == 1
-            assert len(orthanc.get("/instances")) == 1
+            assert len(orthanc.get("/instances")) == 2
     finally:
         node.stop()
     text = log.read_text()
