@@ -13,3 +13,6 @@ COMMANDS += [train, evaluate]
 from .engine import build_engine  # noqa: E402
 
 COMMANDS.append(build_engine)
+from .fuzz import fuzz  # noqa: E402
+
+COMMANDS.append(fuzz)
