@@ -126,11 +126,14 @@ def _chest(size: int) -> np.ndarray:
     return img
 
 
-def synthetic_slice(syntax: str, size: int = 32) -> bytes:
-    """One axial CT slice in transfer syntax `syntax`."""
+def synthetic_slice(syntax: str, size: int = 32, z: float = 12.5, instance: int = 1) -> bytes:
+    """One axial CT slice in transfer syntax `syntax` at position `z` (mm)."""
     ds = _dataset(CT_IMAGE, syntax)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = \
+        f"1.2.826.0.1.3680043.8.498.77.1.{instance}"
+    ds.InstanceNumber = instance
     ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    ds.ImagePositionPatient = [-100.0, -100.0, 12.5]
+    ds.ImagePositionPatient = [-100.0, -100.0, z]
     ds.PixelSpacing = [10.0, 10.0]  # a 32-pixel slice with a chest-sized field of view
     ds.SliceThickness = 2.0
     ds.Rows = ds.Columns = size
