@@ -157,10 +157,10 @@ def _deflated_pixel_data(fp: _Bounded) -> PixelData | str:
     import pydicom
 
     fp.seek(0)
-    meta_end = _meta_end(fp)
-    if meta_end is None:
+    end = meta_end(fp)
+    if end is None:
         return "deflated data set without a readable file meta header"
-    fp.seek(meta_end)
+    fp.seek(end)
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     total = 0
     while True:
@@ -181,7 +181,7 @@ def _deflated_pixel_data(fp: _Bounded) -> PixelData | str:
     return "no pixel data"
 
 
-def _meta_end(fp: _Bounded) -> int | None:
+def meta_end(fp: _Bounded) -> int | None:
     """Offset where the file meta group ends (explicit VR little endian by definition)."""
     head = fp.read(132)
     if len(head) < 132 or head[128:] != b"DICM":

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bounds import Unusable, bounded, image_layout, int_or_none, pixel_data, value_of
+from .bounds import (
+    DEFLATED,
+    Unusable,
+    bounded,
+    image_layout,
+    int_or_none,
+    meta_end,
+    pixel_data,
+    value_of,
+)
 from .privacy import WarningLog
 
 CT_IMAGE_SOP_CLASSES = {
@@ -83,11 +93,20 @@ def read_frames(path: Path, redactor, log: WarningLog | None = None) -> list[Fra
 
 
 def _learn_raw(path: Path, redactor) -> None:
-    """A header too damaged to parse may still name the patient (and so may its file name)."""
+    """A header too damaged to parse may still name the patient (and so may its file name);
+    a deflated one, once inflated."""
     try:
-        with open(path, "rb") as fp:
-            redactor.learn_raw(fp.read(1 << 16))
-    except OSError:
+        with open(path, "rb") as raw:
+            head = raw.read(1 << 16)
+            redactor.learn_raw(head)
+            if DEFLATED.encode() in head[:4096]:
+                fp = bounded(raw)
+                end = meta_end(fp)
+                if end is not None:
+                    fp.seek(end)
+                    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                    redactor.learn_raw(inflater.decompress(fp.read(1 << 20), 1 << 16))
+    except (OSError, zlib.error):
         pass
 
 
@@ -102,11 +121,12 @@ def _read_frames(path: Path, fp, redactor) -> list[Frame]:
         # forced parse yields image attributes; anything else is not DICOM at all.
         fp.seek(0)
         ds = _forced(fp)
-    redactor.learn(ds)
     header_end = fp.tell()  # where the pixel data starts, if any
     fp.seek(0)
-    redactor.learn_raw(fp.read(min(header_end, 1 << 16)))  # a damaged VR parses as numbers
+    # Raw bytes first: a damaged VR or length parses as numbers or junk.
+    redactor.learn_raw(fp.read(min(header_end, 1 << 16)))
     fp.seek(header_end)
+    redactor.learn(ds)
     meta = getattr(ds, "file_meta", None)
     ts = _text(value_of(meta, "TransferSyntaxUID")) if meta is not None else ""
     ts = ts or IMPLICIT_VR_LITTLE_ENDIAN  # files without a meta header: DICOM's default

@@ -28,7 +28,7 @@ _MIN_SUBSTRING = 4
 # What separates parts of an identifier in names: DICOM's ^ and =, spaces, - _ . , / \
 _SEPARATORS = r"[\^=\s\-_.,/\\]"
 _SPLIT = re.compile(_SEPARATORS + "+")
-_MAX_VALUE, _MAX_VALUES = 200, 512
+_MAX_VALUE, _MAX_VALUES, _MAX_ITEMS = 200, 4096, 8
 
 
 class Redactor:
@@ -67,6 +67,8 @@ class Redactor:
         and only its first fragments are kept, so no header can make the pattern huge.
         """
         text = text.strip().strip("\x00").strip()
+        if not any(c.isalnum() for c in text):
+            return  # separators alone identify no one (and would match everywhere)
         if len(text) > _MAX_VALUE:
             for fragment in [f for f in _SPLIT.split(text) if f][:8]:
                 self.learn_value(fragment[:_MAX_VALUE])
@@ -95,7 +97,7 @@ def _identifier_texts(ds, keyword: str) -> list[str]:
         if value is None:
             return []
         if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-            return [str(v) for v in value]
+            return [str(v) for v in list(value)[:_MAX_ITEMS]]
         return [str(value)]
     except Exception:  # unconvertible value: read its raw bytes instead
         pass
@@ -146,7 +148,8 @@ def _compile(values: set[str]) -> re.Pattern | None:
         compact = _SPLIT.sub("", value)
         fragments = [f for f in _SPLIT.split(value) if f]
         for piece in [compact, *fragments]:
-            (long if len(piece) >= _MIN_SUBSTRING else short).add(piece)
+            if any(c.isalnum() for c in piece):
+                (long if len(piece) >= _MIN_SUBSTRING else short).add(piece)
     alternatives = []
     # Whole values with any (or no) separators between their characters, longest first.
     for piece in sorted(long, key=len, reverse=True):

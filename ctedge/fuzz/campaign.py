@@ -16,6 +16,7 @@ import random
 import re
 import resource
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -143,10 +144,46 @@ def run_campaign(config: CampaignConfig, progress=None) -> CampaignReport:
     return report
 
 
+# Identifier elements: tag bytes (little endian) and VR.
+_ID_ELEMENTS = ((b"\x10\x00\x10\x00", b"PN"), (b"\x10\x00\x20\x00", b"LO"),
+                (b"\x10\x00\x30\x00", b"DA"), (b"\x08\x00\x50\x00", b"SH"))
+
+
 def present(identifiers, data: bytes) -> list[str]:
-    """The identifiers a mutated file still carries (a reader can only redact what it can
-    learn; the case's file and folder names carry them all)."""
-    return [v for v in identifiers if v.encode("latin-1", "replace") in data]
+    """The identifiers a mutated file still declares in an intact element (tag, VR, length
+    and value as written): a reader must learn and redact those. One whose element the
+    mutation damaged cannot be known, though the case's file and folder names carry it."""
+    data = data + _inflated(data)
+    out = []
+    for value in identifiers:
+        raw = value.encode("latin-1", "replace")
+        padded = raw + b" " * (len(raw) % 2)
+        n = len(padded)
+        patterns = []
+        for tag, vr in _ID_ELEMENTS:
+            big = tag[1::-1] + tag[3:1:-1]
+            patterns += [tag + vr + struct.pack("<H", n) + padded,
+                         tag + struct.pack("<I", n) + padded,
+                         big + vr + struct.pack(">H", n) + padded]
+        if any(p in data for p in patterns):
+            out.append(value)
+    return out
+
+
+def _inflated(data: bytes) -> bytes:
+    """The data set of a deflated file, inflated (as far as it goes); b"" for other files."""
+    import zlib
+
+    from .mutate import top_level_elements
+
+    meta = top_level_elements(data)
+    if not meta or b"1.2.840.10008.1.2.1.99" not in data[:meta[-1].value + meta[-1].length]:
+        return b""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        return inflater.decompress(data[meta[-1].value + meta[-1].length:], 1 << 24)
+    except zlib.error:
+        return b""
 
 
 def _case_folder(work: Path, seed: Seed, data: bytes, index: int) -> Path:

@@ -352,3 +352,27 @@ def codec_mutation(data: bytes, fragments: list[tuple[int, int]], rng: random.Ra
     item = struct.pack("<HHI", 0xFFFE, 0xE000, len(frag)) + bytes(frag)
     return data[:offset] + item + data[start + length:], f"codec fragment@{offset}: {what}"
 
+
+
+def rewrite(data: bytes, tag: int, *, value: bytes | None = None, vr: bytes | None = None,
+            length: int | None = None) -> bytes:
+    """Set one top-level element's value (length fixed up), VR bytes or raw length field:
+    the building block of hand-made malformed files (regression tests)."""
+    elements = top_level_elements(data)
+    el = next((e for e in elements if e.tag == tag), None)
+    if el is None:
+        if value is None:
+            raise KeyError(f"tag {tag:08X} not in the file")
+        return _insert_element(data, elements, tag, vr or b"UN", value)
+    if value is not None:
+        data = _replace_value(data, el, value)
+        el = next(e for e in top_level_elements(data) if e.tag == tag)
+    out = bytearray(data)
+    if vr is not None:
+        out[el.header + 4:el.header + 6] = vr
+    if length is not None:
+        e = "<" if el.little else ">"
+        size = el.length_size
+        out[el.length_at:el.length_at + size] = struct.pack(e + ("H" if size == 2 else "I"),
+                                                             length)
+    return bytes(out)
