@@ -100,14 +100,22 @@ def _learn_raw(path: Path, redactor) -> None:
             head = raw.read(1 << 16)
             redactor.learn_raw(head)
             if DEFLATED.encode() in head[:4096]:
-                fp = bounded(raw)
-                end = meta_end(fp)
-                if end is not None:
-                    fp.seek(end)
-                    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-                    redactor.learn_raw(inflater.decompress(fp.read(1 << 20), 1 << 16))
-    except (OSError, zlib.error):
+                end = meta_end(bounded(raw)) or 132
+                # The meta group itself may be damaged: look for the deflate stream near it.
+                for start in range(end, min(end + 512, len(head)), 2):
+                    inflated = _inflate(head[start:], 1 << 16)
+                    if len(inflated) >= 64:
+                        redactor.learn_raw(inflated)
+                        break
+    except OSError:
         pass
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    try:
+        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(data, limit)
+    except zlib.error:
+        return b""
 
 
 def _read_frames(path: Path, fp, redactor) -> list[Frame]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ctedge.dicom import read_study
+from ctedge.errors import DicomError
 
 from synthetic_dicom import ACCESSION, BIRTH_DATE, PATIENT_ID, PATIENT_NAME, make_ct, make_series
 
@@ -110,3 +113,18 @@ def test_internal_error_details_quote_no_values():
     exc = ValueError(f"bad value b'{PATIENT_ID}' for 'PatientID' in /data/{PATIENT_ID}/a.dcm")
     detail = safe_detail(exc)
     assert detail.startswith("ValueError:") and PATIENT_ID not in detail
+
+
+def test_identifiers_inside_a_deflated_data_set_with_a_damaged_meta_are_learnt(tmp_path):
+    # Fuzz class: the transfer syntax element's group flipped, so nothing says "deflated";
+    # the identifiers are only readable after inflating the data set.
+    from ctedge.fuzz.seeds import DEFLATED, synthetic_slice
+
+    data = synthetic_slice(DEFLATED)
+    at = data.index(b"\x02\x00\x10\x00UI")
+    folder = tmp_path / "FZ-7Q2X-PID"
+    folder.mkdir()
+    (folder / "FZ-7Q2X-PID.dcm").write_bytes(data[:at] + b"\x02\x10" + data[at + 2:])
+    with pytest.raises(DicomError) as info:
+        read_study(folder)
+    assert "7Q2X" not in str(info.value) and "<redacted>" in str(info.value)
