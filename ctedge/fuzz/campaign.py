@@ -131,7 +131,7 @@ def run_campaign(config: CampaignConfig, progress=None) -> CampaignReport:
                 result["detail"] = _scrub(result.get("detail", ""), seed.identifiers)
                 report.add("library", i, seed.name, what, result)
                 _keep(config, result, folder, f"library-{i}")
-                shutil.rmtree(folder, ignore_errors=True)
+                shutil.rmtree(folder.parent, ignore_errors=True)
                 if progress:
                     progress(n + 1, len(indices) + config.cli_cases)
         if config.cli_cases:
