@@ -232,8 +232,20 @@ def child_env() -> dict:
     return env
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used; -1 where /proc cannot tell."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return -1.0
+
+
 class _Worker:
     """A `ctedge.fuzz.worker` process, restarted after it dies or overruns a case."""
+
+    command = [sys.executable, "-m", "ctedge.fuzz.worker"]
+    import_allowance_s = 30.0  # a fresh worker's first case also pays for its imports
 
     def __init__(self, memory_mb: int):
         self.memory_mb = memory_mb
@@ -248,7 +260,7 @@ class _Worker:
 
     def _start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ctedge.fuzz.worker"], stdin=subprocess.PIPE,
+            self.command, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=child_env(),
             preexec_fn=limited(self.memory_mb))
         self.lines = queue.Queue()
@@ -270,18 +282,28 @@ class _Worker:
             self.proc = None
 
     def run(self, request: dict, timeout_s: float) -> dict:
+        """One case. A hang is `timeout_s` of CPU time spent on it (a worker starved by a
+        loaded machine is not hanging), or 10 x `timeout_s` of wall time, whichever first."""
         fresh = self.proc is None
         if fresh:
             self._start()
         # The first case of a fresh worker also pays for its imports.
-        budget = timeout_s + (30.0 if fresh else 0.0)
+        budget = timeout_s + (self.import_allowance_s if fresh else 0.0)
+        start_cpu, start_wall = _cpu_seconds(self.proc.pid), time.monotonic()
         try:
             self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
-            line = self.lines.get(timeout=budget)
-        except queue.Empty:
-            self._stop()
-            return {"outcome": "hang", "key": f"hang: over {timeout_s:g} s", "detail": ""}
+            while True:
+                try:
+                    line = self.lines.get(timeout=min(budget, 5.0))
+                    break
+                except queue.Empty:
+                    wall = time.monotonic() - start_wall
+                    cpu = _cpu_seconds(self.proc.pid) - start_cpu if start_cpu >= 0 else wall
+                    if cpu >= budget or wall >= 10 * budget:
+                        self._stop()
+                        return {"outcome": "hang", "key": f"hang: over {timeout_s:g} s",
+                                "detail": f"{cpu:.0f} CPU-s, {wall:.0f} s"}
         except (BrokenPipeError, OSError):
             line = None
         if line is None:

@@ -92,6 +92,18 @@ def test_a_dying_worker_is_reported_and_replaced(tmp_path):
     assert result["outcome"] == "killed" and result["key"].startswith("worker died")
 
 
+def test_a_hang_is_cpu_time_over_the_limit(tmp_path, monkeypatch):
+    import sys
+
+    busy = [sys.executable, "-c", "import sys\nsys.stdin.readline()\nwhile True: pass"]
+    monkeypatch.setattr(_Worker, "command", busy)
+    monkeypatch.setattr(_Worker, "import_allowance_s", 0.0)
+    with _Worker(memory_mb=512) as worker:
+        result = worker.run({"folder": str(tmp_path), "identifiers": []}, 1.0)
+        assert worker.proc is None  # killed, to be replaced on the next case
+    assert result["outcome"] == "hang"
+
+
 def test_ci_campaign_has_no_failures():
     shared = SHARED_DATA if SHARED_DATA.is_dir() else None
     report = run_campaign(CampaignConfig(cases=CI_CASES, cli_cases=CI_CLI_CASES, seed=CI_SEED,
