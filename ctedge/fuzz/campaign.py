@@ -218,10 +218,22 @@ def limited(memory_mb: int):
     """preexec_fn: cap the child's address space, give it its own process group."""
     def apply():
         os.setpgrp()
+        _die_with_parent()
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     return apply
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGKILL when the campaign process dies, so none is left behind."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def child_env() -> dict:
