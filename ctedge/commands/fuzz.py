@@ -47,16 +47,21 @@ def fuzz(cases, cli_cases, seed, only, timeout_s, memory_mb, shared_data, keep, 
                             shared_data=Path(shared_data) if shared_data else None,
                             keep=Path(keep) if keep else None)
 
-    def progress(done, total):
+    def progress(done, total, report):
         if sys.stderr.isatty():
             sys.stderr.write(f"\rfuzz: {done}/{total}")
             sys.stderr.flush()
+        if out and (done % 100 == 0 or done == total):  # the report so far, for long runs
+            atomic_write(out, json.dumps({"done": done, "total": total, **report.to_dict()},
+                                         indent=2) + "\n")
 
     report = run_campaign(config, progress)
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     if out:
-        atomic_write(out, json.dumps(report.to_dict(), indent=2) + "\n")
+        total = sum(report.outcomes.values())
+        atomic_write(out, json.dumps({"done": total, "total": total, **report.to_dict()},
+                                     indent=2) + "\n")
     click.echo(report.to_text(), nl=False)
     if not report:
         raise click.exceptions.Exit(1)

@@ -113,7 +113,8 @@ def case_input(seeds: list[Seed], master: int, index: int) -> tuple[Seed, bytes,
 
 
 def run_campaign(config: CampaignConfig, progress=None) -> CampaignReport:
-    """Run the library cases, then the CLI cases; `progress(done, total)` is called as it goes."""
+    """Run the library cases, then the CLI cases; `progress(done, total, report)` is called
+    after each case (the report so far: a long run can be read, or stopped, at any time)."""
     start = time.perf_counter()
     report = CampaignReport(seed=config.seed)
     seeds = synthetic_seeds() + real_seeds(REPO, config.shared_data)
@@ -126,18 +127,19 @@ def run_campaign(config: CampaignConfig, progress=None) -> CampaignReport:
                 seed, data, what = case_input(seeds, config.seed, i)
                 folder = _case_folder(work, seed, data, i)
                 result = worker.run({"folder": str(folder),
-                                     "identifiers": present(seed.identifiers, data)},
-                                    config.timeout_s)
+                                     "identifiers": present(seed.identifiers, data),
+                                     "direct": i % 2 == 0}, config.timeout_s)
                 result["detail"] = _scrub(result.get("detail", ""), seed.identifiers)
                 report.add("library", i, seed.name, what, result)
                 _keep(config, result, folder, f"library-{i}")
                 shutil.rmtree(folder.parent, ignore_errors=True)
                 if progress:
-                    progress(n + 1, len(indices) + config.cli_cases)
+                    report.wall_s = time.perf_counter() - start
+                    progress(n + 1, len(indices) + config.cli_cases, report)
         if config.cli_cases:
             from .study_cases import run_cli_cases
 
-            run_cli_cases(config, report, work, progress, offset=len(indices))
+            run_cli_cases(config, report, work, progress, offset=len(indices), start=start)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report.wall_s = time.perf_counter() - start

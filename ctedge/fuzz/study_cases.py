@@ -9,10 +9,14 @@ the JSON. Anything else (exit 1, a traceback, a raw library warning, a timeout) 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 from .campaign import REPO, _keep, _safe_name, _scrub, child_env, limited
@@ -33,7 +37,8 @@ SAMPLE = REPO / "samples" / "P001-every8th"
 SYNTAXES = (EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE, DEFLATED, RLE, J2K_LOSSLESS)
 
 
-def run_cli_cases(config, report, work: Path, progress=None, offset: int = 0) -> None:
+def run_cli_cases(config, report, work: Path, progress=None, offset: int = 0,
+                  start: float | None = None) -> None:
     model = tiny_model(work / "tiny.onnx")
     for n in range(config.cli_cases):
         folder, identifiers, what = _study(work, config.seed, n)
@@ -44,7 +49,9 @@ def run_cli_cases(config, report, work: Path, progress=None, offset: int = 0) ->
         _keep(config, result, folder, f"cli-{n}")
         shutil.rmtree(folder.parent, ignore_errors=True)
         if progress:
-            progress(offset + n + 1, offset + config.cli_cases)
+            if start is not None:
+                report.wall_s = time.perf_counter() - start
+            progress(offset + n + 1, offset + config.cli_cases, report)
 
 
 def _study(work: Path, master: int, index: int) -> tuple[Path, list[str], str]:
@@ -79,10 +86,8 @@ def run_cli_case(folder: Path, model: Path, identifiers, timeout_s: float,
     out = folder.parent / "result.json"
     cmd = [sys.executable, "-m", "ctedge.cli", "classify", str(folder), "--model", str(model),
            "--format", "json", "--out", str(out), "--workers", "1", "--batch-size", "4"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
-                              env=child_env(), preexec_fn=limited(memory_mb))
-    except subprocess.TimeoutExpired:
+    proc = run_limited(cmd, timeout_s, memory_mb)
+    if proc is None:
         return {"outcome": "hang", "key": f"cli hang: over {timeout_s:g} s", "detail": ""}
     stderr_lines = [line for line in proc.stderr.splitlines() if line.strip()]
     texts = [proc.stdout, proc.stderr]
@@ -113,6 +118,41 @@ def run_cli_case(folder: Path, model: Path, identifiers, timeout_s: float,
         return {"outcome": "leak", "key": f"cli exit {proc.returncode}: identifier in output",
                 "detail": ""}
     return {"outcome": "ok", "key": "ok", "detail": ""}
+
+
+def run_limited(cmd: list[str], timeout_s: float, memory_mb: int):
+    """Run `cmd` in its own process group under the memory limit; None when the group has
+    used `timeout_s` of CPU time (or 10 x that of wall time), else the completed process."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=child_env(),
+                                preexec_fn=limited(memory_mb))
+        start = time.monotonic()
+        while proc.poll() is None:
+            time.sleep(0.2)
+            wall = time.monotonic() - start
+            cpu = _group_cpu_seconds(proc.pid)
+            if (cpu if cpu >= 0 else wall) >= timeout_s or wall >= 10 * timeout_s:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return None
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+
+
+def _group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds used by the live processes of a process group and their reaped children;
+    -1 where /proc cannot tell."""
+    total, found = 0.0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 14 and fields[2] == str(pgid):
+            found = True
+            total += sum(int(v) for v in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK") if found else -1.0
 
 
 def _reject_constant(name: str):

@@ -20,8 +20,9 @@ from pathlib import Path
 SLICES_PER_CASE = 3
 
 
-def run_case(folder: Path, identifiers: list[str]) -> dict:
-    """Read `folder` with read_study, then read_hu, lung_field and prepare_slice on its slices."""
+def run_case(folder: Path, identifiers: list[str], direct: bool = True) -> dict:
+    """Read `folder` with read_study, then its slices with read_hu and lung_field (`direct`)
+    or with prepare_slice, which calls both (half the decoding: campaigns alternate)."""
     from ctedge.dicom import read_hu, read_study
     from ctedge.errors import CtedgeError
     from ctedge.lungs import LungFieldConfig, lung_field
@@ -39,18 +40,19 @@ def run_case(folder: Path, identifiers: list[str]) -> dict:
             picked = sorted({0, 1, len(refs) - 1} & set(range(len(refs))))[:SLICES_PER_CASE]
             for i in picked:
                 ref = refs[i]
-                stage = "read_hu"
-                try:
-                    hu = read_hu(ref)
-                except CtedgeError as exc:
-                    texts.append(str(exc))
+                if direct:
+                    stage = "read_hu"
+                    try:
+                        hu = read_hu(ref)
+                    except CtedgeError as exc:
+                        texts.append(str(exc))
+                        continue
+                    stage = "lung_field"
+                    texts.append(lung_field(hu, ref.pixel_spacing_mm).reason)
                     continue
-                stage = "lung_field"
-                field = lung_field(hu, ref.pixel_spacing_mm)
-                texts.append(field.reason)
                 stage = "prepare_slice"
                 prepared = prepare_slice(i, ref, Preprocessing(size=32), LungFieldConfig())
-                texts.append(prepared.problem or "")
+                texts += [prepared.problem or "", prepared.lung.reason if prepared.lung else ""]
                 if prepared.tensor is not None and not bool(_finite(prepared.tensor)):
                     return {"outcome": "crash", "key": "prepare_slice:non-finite model input",
                             "detail": ""}
@@ -106,7 +108,8 @@ def main() -> None:
     for line in sys.stdin:
         request = json.loads(line)
         try:
-            result = run_case(Path(request["folder"]), request.get("identifiers", []))
+            result = run_case(Path(request["folder"]), request.get("identifiers", []),
+                              request.get("direct", True))
         except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, KeyboardInterrupt):
                 raise
