@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -55,6 +56,8 @@ def fuzz(cases, cli_cases, seed, only, timeout_s, memory_mb, shared_data, keep, 
             atomic_write(out, json.dumps({"done": done, "total": total, **report.to_dict()},
                                          indent=2) + "\n")
 
+    # SIGTERM ends the run like Ctrl-C: workers stopped, temporary files removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = run_campaign(config, progress)
     if sys.stderr.isatty():
         sys.stderr.write("\n")

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .campaign import REPO, _keep, _safe_name, _scrub, child_env, limited
+from .campaign import REPO, WALL_FACTOR, _keep, _safe_name, _scrub, child_env, limited
 from .mutate import mutate
 from .seeds import (
     DEFLATED,
@@ -122,7 +122,8 @@ def run_cli_case(folder: Path, model: Path, identifiers, timeout_s: float,
 
 def run_limited(cmd: list[str], timeout_s: float, memory_mb: int):
     """Run `cmd` in its own process group under the memory limit; None when the group has
-    used `timeout_s` of CPU time (or 10 x that of wall time), else the completed process."""
+    used `timeout_s` of CPU time (or WALL_FACTOR x that of wall time), else the completed
+    process."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=child_env(),
                                 preexec_fn=limited(memory_mb))
@@ -131,7 +132,7 @@ def run_limited(cmd: list[str], timeout_s: float, memory_mb: int):
             time.sleep(0.2)
             wall = time.monotonic() - start
             cpu = _group_cpu_seconds(proc.pid)
-            if (cpu if cpu >= 0 else wall) >= timeout_s or wall >= 10 * timeout_s:
+            if (cpu if cpu >= 0 else wall) >= timeout_s or wall >= WALL_FACTOR * timeout_s:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 return None
