@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except CtedgeError as exc:
         if debug:
             raise
-        click.echo(f"ctedge: error: {exc}", err=True)
+        click.echo(f"ctedge: error: {_redact(str(exc))}", err=True)
         return 2
     except KeyboardInterrupt:
         click.echo("ctedge: interrupted", err=True)
@@ -50,10 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
-        click.echo(f"ctedge: internal error: {type(exc).__name__}: {exc} "
+        click.echo(f"ctedge: internal error: {type(exc).__name__}: {_redact(str(exc))} "
                    "(run again with --debug for the traceback)", err=True)
         return 1
     return 0
+
+
+def _redact(text: str) -> str:
+    """Error lines name no patient: remove every identifier read in this process."""
+    from .dicom.privacy import redact_known
+
+    return redact_known(text)
 
 
 if __name__ == "__main__":

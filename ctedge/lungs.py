@@ -90,14 +90,24 @@ def lung_field(hu: np.ndarray, pixel_spacing_mm=None,
                config: LungFieldConfig = LungFieldConfig()) -> LungField:
     """Measure the lung field of one axial slice in HU (2-D array, any float/int dtype).
 
-    pixel_spacing_mm: (row, column) spacing in mm, or None.
+    pixel_spacing_mm: (row, column) spacing in mm, or None; a spacing that is not two
+        positive finite values counts as unknown.
+
+    Raises ValueError only for an array that is not 2-D; a slice too small to measure, or one
+    with non-finite values, is returned as not used, with the reason.
     """
     from scipy import ndimage as ndi
 
     hu = np.asarray(hu)
-    if hu.ndim != 2 or min(hu.shape) < 2:
+    if hu.ndim != 2:
         raise ValueError(f"expected a 2-D slice, got shape {hu.shape}")
-    small = _block_mean(hu, config.downsample)
+    if min(hu.shape) < 2 * config.downsample:
+        return LungField(None, 0.0, False, f"image of {hu.shape[0]} x {hu.shape[1]} pixels is "
+                         "too small for the lung-field test")
+    with np.errstate(all="ignore"):
+        small = _block_mean(hu, config.downsample)
+    if not np.isfinite(small).all():
+        return LungField(None, 0.0, False, "the slice holds non-finite values")
     spacing = _spacing(pixel_spacing_mm)
     pixel_cm2 = (spacing[0] if spacing else _FALLBACK_SPACING_MM) \
         * (spacing[1] if spacing else _FALLBACK_SPACING_MM) / 100.0 * config.downsample ** 2
@@ -140,11 +150,15 @@ def _result(pixels: int, total: int, pixel_cm2: float, spacing, config, why) -> 
 
 
 def _spacing(value) -> tuple[float, float] | None:
+    """Two positive finite spacings (mm), else None (unknown: the fraction test applies)."""
     if value is None:
         return None
-    row, col = (float(v) for v in value)
-    if not (row > 0 and col > 0):
-        raise ValueError(f"pixel spacing must be two positive values in mm, got {value}")
+    try:
+        row, col = (float(v) for v in value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not (0 < row < float("inf") and 0 < col < float("inf")):
+        return None
     return row, col
 
 

@@ -96,7 +96,7 @@ def classify_study(study_dir: str | Path, config: ClassifyConfig = ClassifyConfi
 
     failed = [p for p in prepared if p.problem]
     if failed and len(failed) == len(prepared):
-        raise DicomError(f"no slice of {study.root} could be decoded; first problem: "
+        raise DicomError(f"no slice of {study.root_display} could be decoded; first problem: "
                          f"{failed[0].problem}")
 
     decide_start = time.perf_counter()

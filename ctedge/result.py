@@ -1,6 +1,8 @@
 """A classified study as an object, and its three renderings: JSON, CSV (one row per slice), table.
 
-Nothing here carries patient identifiers: the study is named by its folder and series UID only.
+Nothing here carries patient identifiers: the study folder, series key, file names, skip
+reasons and problems all pass through the study's redactor. The JSON is strict: a value that
+is not a finite number (NaN, Infinity) is written as null.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass
 
@@ -73,14 +76,21 @@ class StudyResult:
         return Counter(s.skip_reason.split(":")[0] for s in self.slices if s.skip_reason)
 
     def to_dict(self) -> dict:
+        """JSON-ready: identifiers redacted, non-finite floats turned into None."""
+        return finite(self._raw_dict())
+
+    def _raw_dict(self) -> dict:
         study, series = self.study, self.study.series
+        redact = study.redact
         used = sum(s.used for s in self.slices)
+        slices = [dict(s.__dict__, skip_reason=None if s.skip_reason is None
+                       else redact(s.skip_reason)) for s in self.slices]
         return {
             "schema": SCHEMA,
             "ctedge_version": __version__,
             "disclaimer": DISCLAIMER,
             "study": {
-                "path": str(study.root),
+                "path": study.root_display,
                 "series_uid": series.key,
                 "files_seen": study.files_seen,
                 "slices_read": len(self.slices),
@@ -93,16 +103,17 @@ class StudyResult:
                 "warnings": list(study.warnings),
             },
             "decision": self.decision.to_dict(),
-            "slices": [s.__dict__ for s in self.slices],
+            "slices": slices,
             "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
             "model": self.model,
-            "problems": [{"file": p.file, "reason": p.reason} for p in study.problems]
-            + [{"file": f"slice {s.index}", "reason": s.skip_reason}
-               for s in self.slices if s.skip_reason and s.skip_reason.startswith(UNREADABLE)],
+            "problems": [{"file": p.file, "reason": redact(p.reason)} for p in study.problems]
+            + [{"file": f"slice {s['index']}", "reason": s["skip_reason"]}
+               for s in slices if s["skip_reason"]
+               and s["skip_reason"].startswith(UNREADABLE)],
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
     def to_csv(self) -> str:
         classes = self.model["classes"]
@@ -113,7 +124,8 @@ class StudyResult:
         for s in self.slices:
             probs = [f"{s.probabilities[c]:.6f}" if s.probabilities else "" for c in classes]
             writer.writerow([s.index, _blank(s.z_mm), _blank(s.instance_number), int(s.used),
-                             _blank(s.label), _blank(s.lung_area_cm2), _blank(s.skip_reason),
+                             _blank(s.label), _blank(s.lung_area_cm2),
+                             _blank(s.skip_reason and self.study.redact(s.skip_reason)),
                              *probs])
         return out.getvalue()
 
@@ -146,7 +158,8 @@ class StudyResult:
                 probs = "".join(f"{s.probabilities[c]:>11.3f}" for c in classes)
                 lines.append(f"  {s.index:>5}{z:>9}{inst:>6}  {s.label:<22}{probs}")
             else:
-                lines.append(f"  {s.index:>5}{z:>9}{inst:>6}  skipped: {s.skip_reason}")
+                why = self.study.redact(s.skip_reason)
+                lines.append(f"  {s.index:>5}{z:>9}{inst:>6}  skipped: {why}")
         t = self.timings_s
         lines += ["", "Timings (s): " + "  ".join(f"{k} {t[k]:.2f}" for k in
                                                  ("read", "load", "decode", "preprocess", "infer",
@@ -160,6 +173,17 @@ class StudyResult:
 
     def render(self, fmt: str) -> str:
         return {"json": self.to_json, "csv": self.to_csv, "table": self.to_table}[fmt]()
+
+
+def finite(value):
+    """`value` with every non-finite float (NaN, +-Infinity), at any depth, replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def _blank(value) -> str:

@@ -98,8 +98,10 @@ def test_config_is_validated():
     assert LungFieldConfig(min_area_cm2="25").min_area_cm2 == 25.0
     with pytest.raises(ValueError, match="2-D"):
         lung_field(np.zeros(10))
-    with pytest.raises(ValueError, match="pixel spacing"):
-        lung_field(phantom(), (0.0, 0.7))
+    # A spacing that is not two positive finite values is unknown, not an error (issue 9).
+    for bad in ((0.0, 0.7), (-0.7, 0.7), (float("nan"), 0.7), (float("inf"), 0.7), ("x", 1)):
+        result = lung_field(phantom(), bad)
+        assert result.area_cm2 is None and "no pixel spacing" in result.reason, bad
 
 
 def test_result_is_an_object():

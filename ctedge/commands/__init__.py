@@ -19,3 +19,6 @@ COMMANDS.append(export_triton)
 from .serve import serve  # noqa: E402
 
 COMMANDS.append(serve)
+from .fuzz import fuzz  # noqa: E402
+
+COMMANDS.append(fuzz)

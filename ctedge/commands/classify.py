@@ -68,5 +68,5 @@ def classify(study_dir, model, backend, batch_size, rule, series_uid, workers, f
     else:
         click.echo(text, nl=False)
     if result.decision.label == "indeterminate":
-        click.echo(f"ctedge: note: {study_dir}: {result.decision.reason}; "
+        click.echo(f"ctedge: note: {result.study.root_display}: {result.decision.reason}; "
                    "is this a chest CT?", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,16 +84,24 @@ class Study:
     chosen, each with "why_not_chosen". problems: files that are not readable CT images
     (not DICOM, truncated, no pixel data). skipped: files left out on purpose (DICOMDIR,
     localizers, non-axial images, non-image objects such as SR or RT dose). warnings: facts
-    about the chosen series a reader should know (missing UIDs, duplicate positions, ...).
+    about the chosen series a reader should know (missing UIDs, duplicate positions, library
+    warnings summarised one line per kind, ...). redact: removes the study's patient
+    identifiers from a string (apply it to anything else derived from the study).
     """
 
-    root: Path
+    root: Path = field(repr=False)  # may name the patient: show root_display instead
     files_seen: int
     series: Series
     other_series: list[dict] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
+    redact: Callable[[str], str] = field(default=str, repr=False, compare=False)
+
+    @property
+    def root_display(self) -> str:
+        """The study folder as it may be shown: path components naming the patient redacted."""
+        return self.redact(str(self.root))
 
     def to_summary(self) -> dict:
         """JSON-ready report of the read (root shown by folder name only)."""

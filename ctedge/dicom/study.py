@@ -18,7 +18,7 @@ from ctedge.errors import DicomError
 from .codecs import require_codec
 from .headers import CT_IMAGE_SOP_CLASSES, Frame, Skip, Unusable, read_frames, slice_normal
 from .model import Problem, Series, SliceRef, Study
-from .privacy import Redactor
+from .privacy import Redactor, WarningLog
 
 # Positions closer than this along the normal count as the same slice position (mm).
 DUPLICATE_TOLERANCE_MM = 0.01
@@ -37,6 +37,14 @@ def read_study(root: str | Path, series_uid: str | None = None) -> Study:
     if not root.is_dir():
         raise DicomError(f"{root} is not a folder; pass the folder that holds the study's "
                          "DICOM files")
+    log = WarningLog()  # library warnings: summarised into study.warnings, never printed
+    with log.capture():
+        study = _read_study(root, series_uid, log)
+    study.warnings += log.lines(study.redact)
+    return study
+
+
+def _read_study(root: Path, series_uid: str | None, log: WarningLog) -> Study:
     redactor = Redactor()
     frames: list[Frame] = []
     raw_problems: list[tuple[Path, str]] = []
@@ -47,26 +55,30 @@ def read_study(root: str | Path, series_uid: str | None = None) -> Study:
             raw_skipped.append((path, "DICOMDIR (media directory)"))
             continue
         try:
-            frames.extend(read_frames(path, redactor))
+            frames.extend(read_frames(path, redactor, log))
         except Skip as why:
             raw_skipped.append((path, str(why)))
         except Unusable as why:
             raw_problems.append((path, str(why)))
         except OSError as exc:
             raw_problems.append((path, f"cannot open ({exc.strerror or type(exc).__name__})"))
+        except Exception as exc:  # a last guard: one file never stops the study
+            raw_problems.append((path, f"unreadable ({type(exc).__name__})"))
 
     def rel(path: Path) -> str:
         return redactor(path.relative_to(root).as_posix())
 
-    problems = [Problem(rel(p), r) for p, r in raw_problems]
-    skipped = [Problem(rel(p), r) for p, r in raw_skipped]
-    series = _group(frames, rel)
-    chosen, others = _choose(series, series_uid, root, len(files), problems, skipped)
+    problems = [Problem(rel(p), redactor(r)) for p, r in raw_problems]
+    skipped = [Problem(rel(p), redactor(r)) for p, r in raw_skipped]
+    series = _group(frames, rel, redactor)
+    shown_root = redactor(str(root))
+    chosen, others = _choose(series, series_uid, shown_root, len(files), problems, skipped,
+                             redactor)
     for syntax, path in chosen.transfer_syntaxes.items():
         require_codec(syntax, rel(path))
     warnings = [redactor(w) for w in chosen.warnings]
     return Study(root=root, files_seen=len(files), series=chosen.series, other_series=others,
-                 problems=problems, warnings=warnings, skipped=skipped)
+                 problems=problems, warnings=warnings, skipped=skipped, redact=redactor)
 
 
 class _Candidate:
@@ -95,11 +107,11 @@ def _walk(root: Path) -> list[Path]:
     return out
 
 
-def _group(frames: list[Frame], rel) -> list[_Candidate]:
+def _group(frames: list[Frame], rel, redactor) -> list[_Candidate]:
     groups: dict[str, list[Frame]] = defaultdict(list)
     for f in frames:
         if f.series_uid:
-            groups[f.series_uid].append(f)
+            groups[redactor(f.series_uid)].append(f)
         else:
             # No SeriesInstanceUID: group by what a series shares (study, number, frame of
             # reference, orientation, folder). The hash keeps the key stable and identifier-free.
@@ -115,13 +127,14 @@ def _group(frames: list[Frame], rel) -> list[_Candidate]:
             warnings.append(f"{len(members)} images have no SeriesInstanceUID; grouped by "
                             "study UID, series number, frame of reference, orientation and "
                             f"folder into series {key}")
-        out.append(_make_series(key, members, rel, warnings))
+        out.append(_make_series(key, members, rel, warnings, redactor))
     return out
 
 
-def _make_series(key: str, members: list[Frame], rel, warnings: list[str]) -> _Candidate:
-    modality = Counter(f.modality for f in members).most_common(1)[0][0]
-    description = Counter(f.description for f in members).most_common(1)[0][0]
+def _make_series(key: str, members: list[Frame], rel, warnings: list[str],
+                 redactor) -> _Candidate:
+    modality = redactor(Counter(f.modality for f in members).most_common(1)[0][0])
+    description = redactor(Counter(f.description for f in members).most_common(1)[0][0])
     orientations = Counter(f.orientation for f in members if f.orientation)
     normal = slice_normal(orientations.most_common(1)[0][0]) if orientations else None
 
@@ -175,13 +188,14 @@ def _make_series(key: str, members: list[Frame], rel, warnings: list[str]) -> _C
     return _Candidate(series, {f.sop_class for f in members}, syntaxes, warnings)
 
 
-def _choose(candidates: list[_Candidate], series_uid: str | None, root: Path, n_files: int,
-            problems: list[Problem], skipped: list[Problem]):
+def _choose(candidates: list[_Candidate], series_uid: str | None, root: str, n_files: int,
+            problems: list[Problem], skipped: list[Problem], redactor):
     if series_uid is not None:
         match = [c for c in candidates if c.series.key == series_uid]
         if not match:
             keys = ", ".join(c.series.key for c in candidates) or "none"
-            raise DicomError(f"series {series_uid} not found in {root}; series found: {keys}")
+            raise DicomError(f"series {redactor(series_uid)} not found in {root}; "
+                             f"series found: {keys}")
         chosen = match[0]
     else:
         eligible = [c for c in candidates if c.is_ct]
