@@ -16,7 +16,7 @@ SIZE = 32
 
 
 def make_conv_model(path: Path, classes=CLASSES, size: int = SIZE, seed: int = 0,
-                    brightness: bool = False) -> Path:
+                    brightness: bool = False, stem: bool = False) -> Path:
     """Conv-ReLU-Conv + residual Add - ReLU - GAP - Gemm - Softmax with ctedge metadata:
     small, but with everything the quantiser treats specially (per-channel Conv weights,
     bias, a residual Add, a Gemm, the FP32 softmax).
@@ -24,6 +24,8 @@ def make_conv_model(path: Path, classes=CLASSES, size: int = SIZE, seed: int = 0
     brightness=False: random weights. brightness=True: a classifier whose answer is
     "mean brightness above mid-grey" (conv1 ~ a box filter), so its predictions vary over
     ordinary slices and an INT8 model calibrated on black images visibly breaks it.
+    stem=True: an identity 1x1 Conv first, so that conv1 is quantised (the quantiser keeps a
+    model's first convolution in float, see ctedge.export.quantize.float_nodes).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -51,8 +53,15 @@ def make_conv_model(path: Path, classes=CLASSES, size: int = SIZE, seed: int = 0
         inits[4] = numpy_helper.from_array(fc_w, "fc_w")
         inits[5] = numpy_helper.from_array(fc_b, "fc_b")
         del inits_w2
-    nodes = [
-        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+    first = "input"
+    nodes = []
+    if stem:
+        inits.append(numpy_helper.from_array(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1),
+                                             "w0"))
+        nodes.append(helper.make_node("Conv", ["input", "w0"], ["x0"], name="stem"))
+        first = "x0"
+    nodes += [
+        helper.make_node("Conv", [first, "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
         helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
         helper.make_node("Add", ["c2", "r1"], ["a"], name="add"),

@@ -53,7 +53,7 @@ def test_fp16_cpu_engine_without_slices_uses_random_inputs(conv_model, tmp_path)
 
 def test_bad_calibration_fails_the_gate_and_leaves_nothing(conv_model_factory, slice_folder_factory,
                                                            tmp_path, capsys):
-    model = conv_model_factory(tmp_path / "bright.onnx", brightness=True)
+    model = conv_model_factory(tmp_path / "bright.onnx", brightness=True, stem=True)
     good = slice_folder_factory(tmp_path / "good")
     black = slice_folder_factory(tmp_path / "black", dark=True)
     out = tmp_path / "engine"

@@ -111,3 +111,14 @@ def test_fp16_model_keeps_float_io_and_fp32_softmax(conv_model, slice_folder, tm
         p32, p16 = ref.infer(x), half.infer(x)
     assert np.max(np.abs(p32 - p16)) <= 5e-3
     assert (p32.argmax(1) == p16.argmax(1)).all()
+
+
+def test_first_conv_and_classifier_stay_float(conv_model_factory, tmp_path):
+    import onnx
+
+    from ctedge.export.quantize import float_nodes
+
+    plain = onnx.load(str(conv_model_factory(tmp_path / "m.onnx")))
+    assert sorted(float_nodes(plain)) == ["conv1", "fc", "softmax"]
+    stemmed = onnx.load(str(conv_model_factory(tmp_path / "s.onnx", stem=True)))
+    assert sorted(float_nodes(stemmed)) == ["fc", "softmax", "stem"]  # conv1 is quantised then
