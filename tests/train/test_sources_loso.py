@@ -120,10 +120,10 @@ def test_cross_source_augmentation_is_deterministic_under_a_seed():
 
 
 def test_inflated_3d_weights_map_onto_resnet50():
+    import torchvision
+
     from ctedge.export.model import build_resnet50
     from ctedge.train.weights import apply_initial_state, inflated_to_resnet50
-
-    import torchvision
 
     # a tiny "I3ResNet-152": ResNet-152 shapes with a depth axis, as Astra/Merlin store them
     ref = torchvision.models.resnet152(weights=None).state_dict()

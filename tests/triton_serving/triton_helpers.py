@@ -10,7 +10,8 @@ import pytest
 HAS_CLIENT = importlib.util.find_spec("tritonclient") is not None
 needs_client = pytest.mark.skipif(not HAS_CLIENT, reason="tritonclient not installed "
                                   "(pip install 'ctedge[triton]')")
-REFERENCE_MODEL = Path(__file__).resolve().parents[2] / "models" / "ctedge-resnet50-ucsd-sarscov2-ctmd.onnx"
+REFERENCE_MODEL = (Path(__file__).resolve().parents[2] / "models"
+                   / "ctedge-resnet50-ucsd-sarscov2-ctmd.onnx")
 TINY_SIZE = 64
 
 
