@@ -136,10 +136,13 @@ def _onnx_artifact(path: Path) -> Artifact:
     graph = onnx.load(str(path), load_external_data=False).graph
     initialisers = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initialisers]
-    if len(inputs) != 1 or len(graph.output) != 1:
+    # the class-activation maps (docs/report.md) stay local: Triton serves the probabilities
+    cam = info.cam.get("output") if info.cam else None
+    outputs = [o for o in graph.output if o.name != cam]
+    if len(inputs) != 1 or len(outputs) != 1:
         raise ModelError(f"{path}: expected one input and one output; re-export it with "
                          "`ctedge export`")
-    (inp,), (out,) = inputs, graph.output
+    (inp,), (out,) = inputs, outputs
 
     def dtype(value) -> str:
         elem = value.type.tensor_type.elem_type

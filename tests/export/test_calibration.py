@@ -45,7 +45,7 @@ def test_cache_is_reused_only_for_the_same_key(conv_model, slice_folder, tmp_pat
     again = calibrate(conv_model, sha, refs[:8], pre, cfg)
     assert again.reused and again.key == first.key
     fewer = calibrate(conv_model, sha, refs[:6], pre, cfg)
-    other_method = calibrate(conv_model, sha, refs[:8], pre, CalibrationConfig.percentile_(
+    other_method = calibrate(conv_model, sha, refs[:8], pre, CalibrationConfig.minmax(
         cache_dir=tmp_path / "cache"))
     other_model = calibrate(conv_model, "0" * 64, refs[:8], pre, cfg)
     for result in (fewer, other_method, other_model):
