@@ -29,6 +29,9 @@ for command in COMMANDS:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    privacy = sys.modules.get("ctedge.dicom.privacy")  # loaded by an earlier call in-process
+    if privacy is not None:
+        privacy.forget_known()  # error lines redact this command's studies, not earlier ones
     try:
         cli.main(args=argv, prog_name="ctedge", standalone_mode=False)
     except click.exceptions.Abort:

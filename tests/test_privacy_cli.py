@@ -49,7 +49,7 @@ def test_error_lines_name_no_patient(capfd, tmp_path, tiny_model):
     study = tmp_path / PSEUDONYM
     study.mkdir()
     for name in sorted(p.name for p in SAMPLE_STUDY.iterdir())[:2]:
-        (study / name).write_bytes((SAMPLE_STUDY / name).read_bytes()[:900])  # truncated
+        (study / name).write_bytes((SAMPLE_STUDY / name).read_bytes()[:2000])  # cut after PatientID
     code, out, err = run(capfd, "classify", study, "--model", tiny_model)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "no CT image series" in err

@@ -148,7 +148,9 @@ def _compile(values: set[str]) -> re.Pattern | None:
         compact = _SPLIT.sub("", value)
         fragments = [f for f in _SPLIT.split(value) if f]
         for piece in [compact, *fragments]:
-            if any(c.isalnum() for c in piece):
+            # one letter or digit ("A" of "A^B", "1" of "1-2") identifies nobody, and as a token
+            # it would blank out "e.g.", "127.0.0.1" and "not a file" in every message
+            if len(piece) >= 2 and any(c.isalnum() for c in piece):
                 (long if len(piece) >= _MIN_SUBSTRING else short).add(piece)
     alternatives = []
     # Whole values with any (or no) separators between their characters, longest first.
@@ -167,6 +169,12 @@ _KNOWN = Redactor(_global=False)
 def redact_known(text: str) -> str:
     """Remove every identifier any Redactor in this process has learnt (for error lines)."""
     return _KNOWN(text)
+
+
+def forget_known() -> None:
+    """Start a new command: identifiers of an earlier study in this process are dropped."""
+    global _KNOWN
+    _KNOWN = Redactor(_global=False)
 
 
 _QUOTED = re.compile(r"b?'[^']*'|b?\"[^\"]*\"|<[^>]*>|\S*[/\\]\S*")

@@ -128,3 +128,24 @@ def test_identifiers_inside_a_deflated_data_set_with_a_damaged_meta_are_learnt(t
     with pytest.raises(DicomError) as info:
         read_study(folder)
     assert "7Q2X" not in str(info.value) and "<redacted>" in str(info.value)
+
+
+def test_single_characters_are_not_identifiers():
+    from ctedge.dicom.privacy import Redactor
+
+    redact = Redactor(_global=False)
+    redact.learn_value("A^B")
+    redact.learn_value("1-2345")
+    assert redact("not a readable file at 127.0.0.1, e.g. x") == \
+        "not a readable file at 127.0.0.1, e.g. x"
+    assert redact("scan_2345.dcm") == "scan_<redacted>.dcm"
+
+
+def test_each_cli_command_starts_with_no_known_identifiers():
+    from ctedge.cli import main
+    from ctedge.dicom import privacy
+
+    privacy.redact_known("")  # module loaded
+    privacy._KNOWN.learn_value("EARLIER-PATIENT")
+    main(["--version"])
+    assert privacy.redact_known("EARLIER-PATIENT") == "EARLIER-PATIENT"
