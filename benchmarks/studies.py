@@ -68,21 +68,10 @@ def run_cold(study_dir: Path, model: ModelUnderTest, workers: int = 0,
     of that child (from wait4, so only its own), and the stage times it reported."""
     cmd = [sys.executable, "-m", "ctedge.cli", "classify", str(study_dir), "--model",
            str(model.path), "--format", "json", "--workers", str(workers)]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        try:
-            _, status, usage = _wait4(proc, timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise CtedgeError(f"{study_dir}: `ctedge classify` took over {timeout_s:.0f} s; "
-                              "check the study with `ctedge classify` directly") from None
-        wall = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    code = os.waitstatus_to_exitcode(status)
+    wall, code, usage, stdout, stderr = _run_child(cmd, timeout_s)
+    if code is None:
+        raise CtedgeError(f"{study_dir}: `ctedge classify` took over {timeout_s:.0f} s; "
+                          "check the study with `ctedge classify` directly")
     if code != 0:
         last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {code}"
         raise CtedgeError(f"{study_dir}: `ctedge classify` failed in the cold run ({last}); "
@@ -102,20 +91,10 @@ def run_plain_cold(study_dir: Path, model: ModelUnderTest, timeout_s: float = 60
     """One fresh process of the plain loop on `model` (an FP32 .onnx): wall time and peak RSS."""
     cmd = [sys.executable, "-m", "ctedge.benchmarks.plain_loop", str(study_dir),
            str(model.path)]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        try:
-            _, status, usage = _wait4(proc, timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise CtedgeError(f"{study_dir}: the plain loop took over {timeout_s:.0f} s") from None
-        wall = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    if os.waitstatus_to_exitcode(status) != 0:
+    wall, code, usage, stdout, stderr = _run_child(cmd, timeout_s)
+    if code is None:
+        raise CtedgeError(f"{study_dir}: the plain loop took over {timeout_s:.0f} s")
+    if code != 0:
         last = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
         raise CtedgeError(f"{study_dir}: the plain loop failed ({last}); run python -m "
                           "ctedge.benchmarks.plain_loop STUDY MODEL to see why")
@@ -126,6 +105,25 @@ def run_plain_cold(study_dir: Path, model: ModelUnderTest, timeout_s: float = 60
     return {"wall_s": wall, "cpu_s": _cpu_s(usage), "peak_rss_bytes": usage.ru_maxrss * 1024,
             "stages_s": stages, "slices_read": result["slices"],
             "slices_classified": result["slices"], "decision": result["label"]}
+
+
+def _run_child(cmd: list[str], timeout_s: float):
+    """Run one fresh process: (wall s, exit code or None on timeout, its rusage, stdout,
+    stderr). The child is killed at the timeout."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        try:
+            _, status, usage = _wait4(proc, timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return time.perf_counter() - start, None, None, "", ""
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    return wall, os.waitstatus_to_exitcode(status), usage, stdout, stderr
 
 
 def _wait4(proc: subprocess.Popen, timeout_s: float):
