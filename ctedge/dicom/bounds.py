@@ -82,11 +82,30 @@ class _Bounded(io.RawIOBase):
         return self._size
 
 
-def bounded(fp) -> _Bounded:
-    """Wrap an open binary file (at its start) so that no read outruns its size."""
+class _InMemory(io.BytesIO):
+    """A whole small file in memory: bounded by nature, and pydicom's hundreds of small reads
+    per header become C calls instead of system calls through `_Bounded`."""
+
+    name = "<file>"
+
+    def __init__(self, data: bytes):
+        super().__init__(data)
+        self.size = len(data)
+
+
+# Files up to this size are read whole for header indexing (a compressed CT slice is ~0.1-0.5 MB,
+# an uncompressed one 0.5 MB); bigger ones (enhanced multi-frame) are read in place.
+IN_MEMORY_MAX = 4 << 20
+
+
+def bounded(fp, in_memory_max: int = 0) -> _Bounded | _InMemory:
+    """Wrap an open binary file (at its start) so that no read outruns its size; a file of at
+    most `in_memory_max` bytes is read whole into memory instead."""
     fp.seek(0, io.SEEK_END)
     size = fp.tell()
     fp.seek(0)
+    if size <= in_memory_max:
+        return _InMemory(fp.read(size))
     return _Bounded(fp, size)
 
 

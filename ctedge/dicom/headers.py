@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .bounds import (
     DEFLATED,
+    IN_MEMORY_MAX,
     Unusable,
     bounded,
     image_layout,
@@ -81,7 +82,7 @@ def read_frames(path: Path, redactor, log: WarningLog | None = None) -> list[Fra
     with open(path, "rb") as raw:  # OSError here: the file cannot be opened
         try:
             with log.capture():
-                return _read_frames(path, bounded(raw), redactor)
+                return _read_frames(path, bounded(raw, IN_MEMORY_MAX), redactor)
         except Skip:
             raise
         except Unusable:
