@@ -204,3 +204,26 @@ def test_unknown_backend_in_a_manifest(tmp_path, tiny_model):
     (folder / "manifest.json").write_text(json.dumps({"file": "m.tflite", "backend": "tflite"}))
     with pytest.raises(ModelError, match="unknown backend 'tflite'.*ctedge build-engine"):
         open_backend(folder)
+
+
+@needs_openvino
+def test_compiled_model_is_cached_and_gives_the_same_answers(tmp_path, monkeypatch):
+    monkeypatch.setenv("CTEDGE_CACHE", str(tmp_path / "cache"))
+    path = _make_conv_model(tmp_path / "conv.onnx")
+    x = _inputs(3, 32)
+    with OpenVinoBackend(path) as first:
+        expected = first.infer(x)
+    with OpenVinoBackend(path) as second:
+        got = second.infer(x)
+    blobs = list((tmp_path / "cache" / "openvino").glob("*.blob"))
+    assert blobs, "OpenVINO wrote no compiled model into $CTEDGE_CACHE/openvino"
+    np.testing.assert_array_equal(got, expected)
+
+
+@needs_openvino
+def test_an_unwritable_compiled_cache_is_skipped(tmp_path, monkeypatch, tiny_model):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("CTEDGE_CACHE", str(blocker))
+    with OpenVinoBackend(tiny_model) as backend:
+        assert backend.infer(_inputs(1, 224)).shape == (1, len(backend.info.classes))
