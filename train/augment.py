@@ -24,27 +24,29 @@ class Augmentation:
     gamma: float = 0.0  # grey ** exp(U(-gamma, gamma)): another window/level, another gamma
     noise: float = 0.0  # Gaussian noise, sigma drawn from [0, noise] grey units
     blur: float = 0.0  # Gaussian blur, sigma drawn from [0, blur] pixels (another kernel)
+    jpeg: float = 0.0  # probability of a JPEG round trip at quality 30-95 (another encoder)
 
     def __post_init__(self):
         for name in ("rotate_deg", "zoom", "shift", "flip", "brightness", "contrast", "gamma",
-                     "noise", "blur"):
+                     "noise", "blur", "jpeg"):
             value = float(getattr(self, name))
             object.__setattr__(self, name, value)
             if value < 0:
                 raise ValueError(f"augmentation {name} must be >= 0, got {value}")
-        if self.flip > 1 or self.zoom >= 1:
-            raise ValueError("flip must be a probability and zoom < 1")
+        if self.flip > 1 or self.jpeg > 1 or self.zoom >= 1:
+            raise ValueError("flip and jpeg must be probabilities and zoom < 1")
 
     @classmethod
     def none(cls) -> Augmentation:
         return cls(0, 0, 0, 0, 0, 0)
 
     @classmethod
-    def cross_source(cls) -> Augmentation:
+    def cross_source(cls, jpeg: float = 0.0) -> Augmentation:
         """Against the shortcuts that tell sources apart: crop and zoom (tight figure crops
-        against full fields of view), window/gamma, scanner noise and reconstruction kernel."""
+        against full fields of view), window/gamma, scanner noise and reconstruction kernel;
+        with `jpeg` > 0 also compression (SARS-CoV-2 slices are JPEG copies, DICOM never is)."""
         return cls(rotate_deg=10, zoom=0.2, shift=0.08, flip=0.5, brightness=0.08,
-                   contrast=0.25, gamma=0.35, noise=0.03, blur=1.0)
+                   contrast=0.25, gamma=0.35, noise=0.03, blur=1.0, jpeg=jpeg)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -86,7 +88,28 @@ class Augmentation:
             sigma = uniform(0, self.noise).view(n, 1, 1, 1).to(batch.dtype)
             noise = torch.randn(grey.shape[0], 1, *grey.shape[2:], generator=generator)
             grey = (grey + noise.to(dev, batch.dtype) * sigma).clamp_(0.0, 1.0)
+        if self.jpeg:
+            grey = _jpeg(grey, uniform(0, 1) < self.jpeg, uniform(30, 95))
         return (grey - mean_t) / std_t
+
+
+def _jpeg(grey, chosen, quality):
+    """A JPEG round trip (Pillow, 8-bit grey) of the chosen images at their drawn quality; the
+    three channels hold the same grey image, so one is encoded and copied to all."""
+    import io
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    out = grey.clone()
+    for i in torch.nonzero(chosen).flatten().tolist():
+        plane = (grey[i, 0].float().cpu().numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(plane).save(buffer, format="JPEG", quality=int(quality[i]))
+        decoded = np.asarray(Image.open(buffer), dtype=np.float32) / 255.0
+        out[i] = torch.from_numpy(decoded).to(grey.device, grey.dtype).expand_as(grey[i])
+    return out
 
 
 def _blur(grey, sigma):

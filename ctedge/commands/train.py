@@ -72,9 +72,11 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
 @click.option("--patience", default=10, show_default=True,
               help="Early stop after this many epochs without val accuracy or loss improving.")
 @click.option("--class-weighting/--no-class-weighting", default=True, show_default=True)
-@click.option("--augment", type=click.Choice(["standard", "cross-source", "none"]),
+@click.option("--augment",
+              type=click.Choice(["standard", "cross-source", "cross-source-jpeg", "none"]),
               default="standard", show_default=True,
-              help="cross-source adds stronger zoom, gamma, noise and blur.")
+              help="cross-source adds stronger zoom, gamma, noise and blur; cross-source-jpeg "
+                   "also a JPEG round trip (quality 30-95) on half the slices.")
 @click.option("--preprocessing", "preset", type=click.Choice(["lung", "ct-pretrained"]),
               default="lung", show_default=True,
               help="lung: W1500/L-600, ImageNet mean/std; ct-pretrained: HU -1000..200, no "
@@ -111,7 +113,9 @@ def train(data, data_root, out_dir, classes, negative_class, split_mode, protoco
             switch_patience=number if kind == "plateau" else 5, patience=patience,
             class_weighting=class_weighting,
             augmentation={"standard": Augmentation, "none": Augmentation.none,
-                          "cross-source": Augmentation.cross_source}[augment](),
+                          "cross-source": Augmentation.cross_source,
+                          "cross-source-jpeg": lambda: Augmentation.cross_source(jpeg=0.5),
+                          }[augment](),
             precision=precision, seed=seed, threads=threads, max_steps=max_steps,
             sampling=sampling, epoch_size=epoch_size, keep=keep)
         preprocessing = (Preprocessing.ct_pretrained(size) if preset == "ct-pretrained"

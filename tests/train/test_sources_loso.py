@@ -119,6 +119,28 @@ def test_cross_source_augmentation_is_deterministic_under_a_seed():
     assert a.shape == x.shape and torch.isfinite(a).all()
 
 
+def test_jpeg_augmentation_is_deterministic_and_compresses_only_the_chosen_slices():
+    from ctedge.preprocess import Preprocessing
+    from ctedge.train.augment import Augmentation
+
+    pp = Preprocessing(size=64)
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(np.stack([pp.from_image(rng.integers(0, 255, (64, 64), np.uint8))
+                                   for _ in range(8)]))
+    only_jpeg = Augmentation(0, 0, 0, 0, 0, 0, jpeg=0.5)
+    a = only_jpeg(x, pp.mean, pp.std, torch.Generator().manual_seed(3))
+    b = only_jpeg(x, pp.mean, pp.std, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    changed = [not torch.allclose(a[i], x[i], atol=1e-5) for i in range(len(x))]
+    assert 0 < sum(changed) < len(x)  # p = 0.5 on 8 slices: some, not all (seeded)
+    grey = [a[:, c] * pp.std[c] + pp.mean[c] for c in range(3)]  # undo the normalisation
+    for i in np.flatnonzero(changed):  # the three channels stay one grey image
+        assert torch.allclose(grey[0][i], grey[1][i], atol=1e-5)
+        assert torch.allclose(grey[1][i], grey[2][i], atol=1e-5)
+    with pytest.raises(ValueError):
+        Augmentation(jpeg=1.5)
+
+
 def test_inflated_3d_weights_map_onto_resnet50():
     import torchvision
 
