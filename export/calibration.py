@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ctedge.cache import cache_root
 from ctedge.errors import CalibrationError
 from ctedge.preprocess import Preprocessing
 
 from .slices import SliceRef, load_inputs, refs_sha256
 
 METHODS = ("minmax", "entropy", "percentile")
-DEFAULT_CACHE = Path(os.environ.get("CTEDGE_CACHE", Path.home() / ".cache" / "ctedge")) / "calib"
+DEFAULT_CACHE = cache_root() / "calib"
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ beat the LATENCY hint (one stream, all threads) at batch 16 on 2 cores.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..artifact import read_info
+from ..cache import cache_root, writable_folder
 from ..errors import BackendUnavailable, ModelError
 from .base import Backend
 
@@ -39,16 +39,11 @@ def import_openvino():
 
 
 def compiled_cache_dir() -> Path | None:
-    """Where OpenVINO keeps compiled models: `$CTEDGE_CACHE/openvino` (default
-    `~/.cache/ctedge/openvino`); None when it cannot be made writable (then every start
-    compiles, as without a cache). OpenVINO keys each blob by the model, the device, its
-    configuration and its own version, and writes it only when the compilation succeeded."""
-    folder = Path(os.environ.get("CTEDGE_CACHE", Path.home() / ".cache" / "ctedge")) / "openvino"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return folder if os.access(folder, os.W_OK) else None
+    """Where OpenVINO keeps compiled models: `$CTEDGE_CACHE/openvino`; None when it cannot be
+    made writable (then every start compiles, as without a cache). OpenVINO keys each blob by
+    the model, the device, its configuration and its own version, and writes it only when the
+    compilation succeeded."""
+    return writable_folder(cache_root() / "openvino")
 
 
 class OpenVinoBackend(Backend):

@@ -16,11 +16,13 @@ import json
 import os
 from pathlib import Path
 
+from ..cache import cache_root, writable_folder
+
 SUFFIX = ".ort-optimized.onnx"
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("CTEDGE_CACHE", Path.home() / ".cache" / "ctedge")) / "ort"
+    return cache_root() / "ort"
 
 
 def cache_key(model_sha256: str, ort_version: str) -> str:
@@ -37,11 +39,7 @@ def cached_path(model_sha256: str, ort_version: str) -> Path:
 
 def writable_temp(target: Path) -> Path | None:
     """A temporary name beside `target` to save into, or None if the folder cannot be made."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    if not os.access(target.parent, os.W_OK):
+    if writable_folder(target.parent) is None:
         return None
     return target.with_name(f".{target.name}.{os.getpid()}.tmp")
 
