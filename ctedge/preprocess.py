@@ -1,7 +1,8 @@
 """The one preprocessing definition, shared by training, calibration and every backend.
 
-    HU --(lung window)--> [0, 1] --(crop to the body)--> (pad to square) --> (area resize)
-       --> (mean/std) --> float32 3 x size x size, the grey channel repeated three times
+    HU --(lung window)--> [0, 1] --(crop to the body)--> (equalise) --> (pad to square)
+       --> (area resize) --> (mean/std) --> float32 3 x size x size, the grey channel repeated
+       three times
 
 PNG/JPG slices (already windowed by whoever made them, no HU) enter after the windowing step.
 The parameters travel inside the model artifact (`ctedge.artifact.ModelInfo`) and are read back
@@ -32,6 +33,10 @@ class Preprocessing:
         slice with its full field of view, table and air looks like a tight figure crop;
         "lungs": crop further to the box of the dark regions inside the body (the lung fields),
         which also gives small lesions more pixels; falls back to the body box.
+    intensity: "window": the windowed grey values as they are; "equalize": histogram
+        equalisation of the cropped image (256 levels, darkest level to 0, brightest to 1), so
+        that every source's window, gamma and contrast map to one intensity distribution while
+        the order of the grey values (aerated lung < ground glass < consolidation) is kept.
     The image is padded to a square with 0 (black, i.e. air after windowing) before resizing,
     so the aspect ratio is kept. Resizing is area (box) interpolation. The three channels are
     the same grey image; no extra channels are used.
@@ -43,6 +48,7 @@ class Preprocessing:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     crop: str = "none"
+    intensity: str = "window"
 
     def __post_init__(self):
         object.__setattr__(self, "window_level", float(self.window_level))
@@ -60,6 +66,8 @@ class Preprocessing:
             raise ValueError(f"std values must be > 0, got {self.std}")
         if self.crop not in CROPS:
             raise ValueError(f"crop must be one of {CROPS}, got {self.crop!r}")
+        if self.intensity not in INTENSITIES:
+            raise ValueError(f"intensity must be one of {INTENSITIES}, got {self.intensity!r}")
 
     @classmethod
     def lung(cls, size: int = 224) -> Preprocessing:
@@ -136,6 +144,8 @@ class Preprocessing:
         if self.crop != "none":
             top, bottom, left, right = self.crop_box(grey)
             grey = grey[top:bottom, left:right]
+        if self.intensity == "equalize":
+            grey = equalize(grey)
         square = _pad_to_square(grey)
         resized = area_resize(square, self.size)
         out = np.empty((3, self.size, self.size), dtype=np.float32)
@@ -145,6 +155,21 @@ class Preprocessing:
 
 
 CROPS = ("none", "body", "lungs")
+INTENSITIES = ("window", "equalize")
+
+
+def equalize(grey: np.ndarray, levels: int = 256) -> np.ndarray:
+    """Histogram equalisation of a [0, 1] image: each pixel becomes the fraction of pixels at or
+    below its level, rescaled so the darkest level present maps to 0 and the brightest to 1.
+    Monotone, so grey-value order is kept; an image of one level stays as it is."""
+    q = np.minimum((grey * levels).astype(np.intp), levels - 1)
+    counts = np.bincount(q.ravel(), minlength=levels)
+    cdf = np.cumsum(counts)
+    first = cdf[np.flatnonzero(counts)[0]]
+    if cdf[-1] == first:
+        return np.asarray(grey, dtype=np.float32)
+    lut = ((cdf - first) / (cdf[-1] - first)).clip(0.0, 1.0).astype(np.float32)
+    return lut[q]
 
 
 def crop_to_body(grey: np.ndarray, margin: float = 0.03, lungs: bool = False) -> np.ndarray:

@@ -33,6 +33,9 @@ class TrainConfig:
         `ctedge.train.sources.balanced_weights`).
     keep: "best" (the best validation epoch) or "last" (the last epoch: when the number of
         epochs was chosen beforehand, e.g. by leave-one-source-out).
+    average_from: 0 (off) or the first epoch whose steps enter a running mean of the weights
+        and BatchNorm statistics (stochastic weight averaging, every step); from then on the
+        mean is what is validated, evaluated on held-out sources and saved.
     """
 
     epochs: int = 50
@@ -58,6 +61,7 @@ class TrainConfig:
     sampling: str = "shuffle"
     epoch_size: int = 0  # slices per epoch with balanced sampling; 0: the training set's size
     keep: str = "best"
+    average_from: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "weights", str(self.weights).strip())
@@ -82,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         if self.keep not in KEEPS:
             raise ValueError(f"keep must be one of {KEEPS}, got {self.keep!r}")
+        if self.average_from < 0:
+            raise ValueError("average_from must be >= 0 (0: no weight averaging)")
         if self.epoch_size < 0:
             raise ValueError("epoch_size must be >= 0")
         if not 0 <= self.label_smoothing < 1:

@@ -24,6 +24,7 @@ from ctedge.preprocess import Preprocessing
 
 from .config import TrainConfig
 from .dataset import SliceSet
+from .averaging import WeightAverage
 from .weights import apply_initial_state, initial_state, set_train_mode, set_trainable
 
 LOG_NAME, LAST_NAME, BEST_NAME = "epochs.jsonl", "last.pt", "best.pt"
@@ -122,6 +123,7 @@ def train(train_set: SliceSet, val_set: SliceSet, config: TrainConfig, out_dir: 
     state["phase"] = phase_at_start
     optimizer = make_optimizer(state["phase"])
     generator = torch.Generator().manual_seed(config.seed)
+    average = None
     last_path = out_dir / LAST_NAME
     if resume:
         if not last_path.is_file():
@@ -133,6 +135,8 @@ def train(train_set: SliceSet, val_set: SliceSet, config: TrainConfig, out_dir: 
         optimizer.load_state_dict(saved["optimizer_state"])
         generator.set_state(saved["generator_state"])
         torch.set_rng_state(saved["torch_rng"])
+        if saved.get("average") is not None:
+            average = WeightAverage.restore(net, saved["average"])
 
     summary = {
         "classes": list(classes), "negative_class": negative_class, "device": device,
@@ -189,12 +193,18 @@ def train(train_set: SliceSet, val_set: SliceSet, config: TrainConfig, out_dir: 
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if config.average_from and epoch >= config.average_from:
+                if average is None:
+                    average = WeightAverage(net)
+                else:
+                    average.update(net)
             total_loss += float(loss.detach()) * len(y)
             total_correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
             _progress(epoch, config.epochs, step + 1, n_batches, total_loss / seen)
         train_seconds = time.perf_counter() - start
-        val_loss, val_acc = evaluate_torch(net, val_set, device, amp_dtype, memory_format,
+        model = net if average is None else average.net
+        val_loss, val_acc = evaluate_torch(model, val_set, device, amp_dtype, memory_format,
                                            eval_loss_fn)
         seconds = time.perf_counter() - start
         record = {
@@ -203,9 +213,10 @@ def train(train_set: SliceSet, val_set: SliceSet, config: TrainConfig, out_dir: 
             "train_loss": total_loss / seen, "train_accuracy": total_correct / seen,
             "val_loss": val_loss, "val_accuracy": val_acc,
             "seconds": round(seconds, 2), "train_images_per_s": round(seen / train_seconds, 2),
+            "averaged_steps": 0 if average is None else average.count,
         }
         if on_epoch is not None:
-            record.update(on_epoch(net, run_info))
+            record.update(on_epoch(model, run_info))
         improved_acc = val_acc > state["best_acc"]
         improved_loss = val_loss < state["best_loss"]
         state["best_acc"] = max(state["best_acc"], val_acc)
@@ -225,7 +236,7 @@ def train(train_set: SliceSet, val_set: SliceSet, config: TrainConfig, out_dir: 
                     "best_val_accuracy": state["best_select"][0],
                     "best_val_loss": -state["best_select"][1]}
         if is_best:
-            save_checkpoint(out_dir / BEST_NAME, net, classes, negative_class,
+            save_checkpoint(out_dir / BEST_NAME, model, classes, negative_class,
                             preprocessing=pp.to_dict(), thresholds=None, training=training)
         if (config.switch == "plateau" and state["phase"] == "adam"
                 and state["loss_stale"] >= config.switch_patience):
@@ -235,7 +246,8 @@ def train(train_set: SliceSet, val_set: SliceSet, config: TrainConfig, out_dir: 
             torch.save({"model_state": net.state_dict(), "state": state,
                         "optimizer_state": optimizer.state_dict(),
                         "generator_state": generator.get_state(),
-                        "torch_rng": torch.get_rng_state(), "summary": training}, tmp)
+                        "torch_rng": torch.get_rng_state(), "summary": training,
+                        "average": None if average is None else average.state()}, tmp)
         if state["stale"] >= config.patience:
             stopped_early = True
             break

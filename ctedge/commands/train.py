@@ -62,6 +62,9 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
 @click.option("--epoch-size", default=0, help="Slices per epoch with balanced sampling.")
 @click.option("--keep", type=click.Choice(["best", "last"]), default="best", show_default=True,
               help="Checkpoint to keep as best.pt: best validation epoch, or the last.")
+@click.option("--average-from", default=0, show_default=True,
+              help="Stochastic weight averaging: from this epoch on, validate, evaluate and save "
+                   "the running mean of the weights over every step (0: off).")
 @click.option("--epochs", default=50, show_default=True)
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--adam-lr", default=1e-4, show_default=True)
@@ -84,6 +87,10 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
 @click.option("--crop", type=click.Choice(["preset", "none", "body", "lungs"]), default="preset",
               show_default=True,
               help="Override the preset's crop (body: to the body; lungs: to the lung fields).")
+@click.option("--intensity", type=click.Choice(["window", "equalize"]), default="window",
+              show_default=True,
+              help="equalize: histogram-equalise each cropped slice, so every source's window "
+                   "and contrast look alike (also applied at inference).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               default="auto", show_default=True)
 @click.option("--size", default=224, show_default=True, help="Input size in pixels.")
@@ -95,9 +102,9 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @debug_option
 def train(data, data_root, out_dir, classes, negative_class, split_mode, protocol, cache_dir,
-          repeats, val_fraction, weights, trainable, sampling, epoch_size, keep, epochs,
+          repeats, val_fraction, weights, trainable, sampling, epoch_size, keep, average_from, epochs,
           batch_size, adam_lr, sgd_lr, switch, patience, class_weighting, augment, preset,
-          crop, precision, size, seed, threads, max_steps, map_label, resume):
+          crop, intensity, precision, size, seed, threads, max_steps, map_label, resume):
     """Train a ResNet-50 slice classifier on DATA (a manifest .csv or a folder per class)."""
     from ctedge.preprocess import Preprocessing
     from ctedge.train.augment import Augmentation
@@ -117,11 +124,12 @@ def train(data, data_root, out_dir, classes, negative_class, split_mode, protoco
                           "cross-source-jpeg": lambda: Augmentation.cross_source(jpeg=0.5),
                           }[augment](),
             precision=precision, seed=seed, threads=threads, max_steps=max_steps,
-            sampling=sampling, epoch_size=epoch_size, keep=keep)
+            sampling=sampling, epoch_size=epoch_size, keep=keep,
+            average_from=average_from)
         preprocessing = (Preprocessing.ct_pretrained(size) if preset == "ct-pretrained"
                          else Preprocessing(size=size))
-        if crop != "preset":
-            preprocessing = Preprocessing.from_dict({**preprocessing.to_dict(), "crop": crop})
+        changes = {"intensity": intensity} | ({"crop": crop} if crop != "preset" else {})
+        preprocessing = Preprocessing.from_dict({**preprocessing.to_dict(), **changes})
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     if protocol != "split":
