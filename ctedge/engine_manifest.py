@@ -49,6 +49,8 @@ class EngineManifest:
     calibration: dict = field(default_factory=dict)  # key, method, list hashes (INT8 only)
     parity: dict = field(default_factory=dict)  # ParityResult.to_dict()
     backend_choice: dict = field(default_factory=dict)  # CPU: how onnxruntime/openvino was picked
+    # near-tie fallback (ctedge.backends.fallback): FP32 file, its sha256, margin, share re-run
+    fallback: dict = field(default_factory=dict)
     ctedge_version: str = __version__
     schema: int = SCHEMA
 

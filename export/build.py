@@ -32,6 +32,9 @@ from .slices import SliceSplit, discover, load_inputs, split_slices
 PRECISIONS = ("fp32", "fp16", "int8")
 TARGETS = ("cpu", "tensorrt")
 DEFAULT_PROFILE = (1, 32, 64)
+# Twice the largest INT8 probability move seen on the parity slices of the reference model
+# (0.045, docs/engines.md), rounded up: a slice closer to a tie than this is re-run in FP32.
+DEFAULT_FALLBACK_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class EngineConfig:
     workspace_gib: float = 4.0
     timing_cache: Path | None = None
     cpu_backend: str = "auto"  # cpu target: auto (measure) | onnxruntime | openvino
+    # near-tie fallback (ctedge.backends.fallback): None = DEFAULT_FALLBACK_MARGIN for CPU INT8
+    fallback_margin: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "model", Path(self.model))
@@ -76,6 +81,19 @@ class EngineConfig:
             raise ValueError("parity size must be >= 1")
         if self.parity_threshold is not None and not 0 < self.parity_threshold <= 1:
             raise ValueError(f"parity threshold must be in (0, 1], got {self.parity_threshold}")
+        if self.fallback_margin is not None:
+            if not 0 <= self.fallback_margin <= 1:
+                raise ValueError(f"fallback margin must be in [0, 1], got {self.fallback_margin}")
+            if self.fallback_margin > 0 and (self.target != "cpu" or self.precision == "fp32"):
+                raise ValueError("the FP32 fallback applies to FP16 and INT8 engines on the cpu "
+                                 "target only")
+
+    @property
+    def fallback(self) -> float:
+        """Top-two probability gap under which a slice is re-run on the FP32 model (0: never)."""
+        if self.fallback_margin is not None:
+            return self.fallback_margin
+        return DEFAULT_FALLBACK_MARGIN if (self.target, self.precision) == ("cpu", "int8") else 0.0
 
     @property
     def threshold(self) -> float:
@@ -213,14 +231,27 @@ def _build_in(folder: Path, config: EngineConfig, info: ModelInfo, onnx_sha: str
 
     if source != config.model:
         source.unlink()
+    fallback = {}
+    if config.fallback > 0:
+        kept = folder / f"{config.model.stem}.fp32.onnx"
+        shutil.copyfile(config.model, kept)
+        fallback = {"file": kept.name, "sha256": file_sha256(kept), "margin": config.fallback,
+                    "precision": "fp32"}
     inputs, labels, kind = _parity_inputs(slices, info)
     reference = _run_onnx(config.model, inputs)
-    candidate = _run_engine(engine, backend, inputs, info.with_(precision=config.precision))
+    engine_info = info.with_(precision=config.precision)
+    with _open_engine(engine, backend, engine_info, fallback) as runner:
+        candidate = _run_chunks(runner, inputs)
+        if fallback:
+            fallback["parity_rerun"] = round(runner.rerun / max(1, runner.slices), 4)
+            log(f"fp32 fallback: {runner.rerun} of {runner.slices} parity slices re-run "
+                f"(top-two gap < {config.fallback:g})")
     parity = compare(reference, candidate, config.precision, info.classes, labels,
                      config.threshold)
     if maps and backend != "tensorrt":
-        parity = parity.with_maps(_run_maps(config.model, "onnxruntime", inputs),
-                                  _run_maps(engine, backend, inputs))
+        with _open_engine(engine, backend, engine_info, fallback) as runner:
+            engine_maps = _run_chunks(runner, inputs, maps=True)
+        parity = parity.with_maps(_run_maps(config.model, inputs), engine_maps)
     extra = {}
     if "tensorrt" in artifacts and config.target == "cpu":
         # The TensorRT form cannot run on TensorRT here; check its numerics on ORT CPU instead.
@@ -245,6 +276,7 @@ def _build_in(folder: Path, config: EngineConfig, info: ModelInfo, onnx_sha: str
         parity={**parity.to_dict(), "inputs": kind, "backend": backend,
                 **{name: r.to_dict() for name, r in extra.items()}},
         backend_choice=choice.to_dict() if choice else {},
+        fallback=fallback,
     )
     write_manifest(folder, manifest)
     return manifest, parity, extra, (calibration.reused if calibration else None)
@@ -282,15 +314,10 @@ def _add_maps(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def _run_maps(path: Path, backend: str, inputs: np.ndarray, chunk: int = 16) -> np.ndarray:
-    """The class-activation maps of `inputs` on `backend` (onnxruntime or openvino)."""
-    if backend == "openvino":
-        from ctedge.backends.openvino import OpenVinoBackend as Runner
-    else:
-        from ctedge.backends.onnxruntime import OnnxRuntimeBackend as Runner
-    with Runner(path) as runner:
-        return np.concatenate([runner.infer_maps(inputs[i:i + chunk])[1]
-                               for i in range(0, len(inputs), chunk)])
+def _run_maps(path: Path, inputs: np.ndarray) -> np.ndarray:
+    """The class-activation maps of `inputs` on the FP32 model at `path` (ONNX Runtime)."""
+    with _open_engine(path, "onnxruntime", None) as runner:
+        return _run_chunks(runner, inputs, maps=True)
 
 
 def _parity_inputs(slices: SliceSplit | None, info: ModelInfo):
@@ -314,18 +341,33 @@ def _run_onnx(path: Path, inputs: np.ndarray, chunk: int = 16) -> np.ndarray:
                                for i in range(0, len(inputs), chunk)])
 
 
-def _run_engine(path: Path, backend: str, inputs: np.ndarray, info: ModelInfo,
-                chunk: int = 16) -> np.ndarray:
-    """The engine's outputs on the backend that will serve it (so parity is what deploys)."""
+def _open_engine(path: Path, backend: str, info: ModelInfo, fallback: dict | None = None):
+    """The engine on the backend that will serve it (so parity is what deploys), with its FP32
+    fallback when it has one."""
     if backend == "onnxruntime":
-        return _run_onnx(path, inputs, chunk)
-    if backend == "openvino":
+        from ctedge.backends.onnxruntime import OnnxRuntimeBackend
+
+        engine = OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"])
+    elif backend == "openvino":
         from ctedge.backends.openvino import OpenVinoBackend
 
-        with OpenVinoBackend(path) as engine:
-            return np.concatenate([engine.infer(inputs[i:i + chunk])
-                                   for i in range(0, len(inputs), chunk)])
-    from ctedge.backends.tensorrt import TensorRTBackend
+        engine = OpenVinoBackend(path)
+    else:
+        from ctedge.backends.tensorrt import TensorRTBackend
 
-    with TensorRTBackend(path, check_manifest=False, info=info) as engine:
-        return engine.infer(inputs)
+        return TensorRTBackend(path, check_manifest=False, info=info)
+    if not fallback:
+        return engine
+    from ctedge.backends.fallback import FallbackBackend
+
+    return FallbackBackend(engine, path.parent / fallback["file"], fallback["margin"],
+                           fallback["sha256"], lambda ref: _open_engine(ref, backend, info))
+
+
+def _run_chunks(runner, inputs: np.ndarray, maps: bool = False, chunk: int = 16) -> np.ndarray:
+    """Probabilities (or, with `maps`, class-activation maps) of `inputs`, `chunk` at a time."""
+    if not maps:
+        return np.concatenate([runner.infer(inputs[i:i + chunk])
+                               for i in range(0, len(inputs), chunk)])
+    return np.concatenate([runner.infer_maps(inputs[i:i + chunk])[1]
+                           for i in range(0, len(inputs), chunk)])

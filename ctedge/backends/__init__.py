@@ -76,6 +76,22 @@ def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend
     if name != natural and not portable:
         raise ModelError(f"{model}: this is a {natural} model, it cannot run on {name}; "
                          f"use --backend {natural} or auto")
+    primary = _open(name, path, options)
+    fallback = _fallback(path) if engine else None
+    if not fallback:
+        return primary
+    from .fallback import FallbackBackend
+
+    try:
+        return FallbackBackend(primary, path.parent / fallback["file"], fallback["margin"],
+                               fallback["sha256"], lambda ref: _open(name, ref, options))
+    except (KeyError, TypeError) as exc:
+        primary.close()
+        raise ModelError(f"{model}: unreadable fallback in its engine manifest ({exc}); "
+                         "rebuild it with `ctedge build-engine`") from exc
+
+
+def _open(name: str, path: Path, options: dict) -> Backend:
     if name == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 
@@ -87,3 +103,16 @@ def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend
     from .tensorrt import TensorRTBackend
 
     return TensorRTBackend(path, **options)
+
+
+def _fallback(path: Path) -> dict | None:
+    """The `fallback` block of the manifest that describes the engine file `path`, if any."""
+    from ..engine_manifest import manifest_path
+
+    mpath = manifest_path(path)
+    if mpath is None:
+        return None
+    try:
+        return json.loads(mpath.read_text()).get("fallback") or None
+    except (OSError, ValueError, AttributeError):
+        return None  # unreadable: the backend's own manifest check has said so already

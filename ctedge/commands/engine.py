@@ -45,6 +45,9 @@ def _batch(ctx, param, value):
 @click.option("--parity-size", type=click.IntRange(1), default=256, show_default=True)
 @click.option("--parity-threshold", type=click.FloatRange(0, 1, min_open=True),
               help="Minimum top-1 agreement with FP32 (default 0.99 int8, 0.999 fp16).")
+@click.option("--fallback-margin", type=click.FloatRange(0, 1),
+              help="CPU engines: re-run slices whose top-two probability gap is below this on "
+                   "the FP32 model kept in the folder (default 0.1 for int8, else 0 = off).")
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False),
               help="Folder that relative manifest paths start from (default: the manifest's).")
 @click.option("--batch", default="1,32,64", show_default=True, callback=_batch,
@@ -59,8 +62,8 @@ def _batch(ctx, param, value):
               help="Output folder (default engines/<model>-<precision>-<target>).")
 @debug_option
 def build_engine(model, precision, int8_flag, target, cpu_backend, calib, calib_method,
-                 calib_size, parity_set, parity_size, parity_threshold, data_root, batch,
-                 workspace, timing_cache, cache_dir, out):
+                 calib_size, parity_set, parity_size, parity_threshold, fallback_margin,
+                 data_root, batch, workspace, timing_cache, cache_dir, out):
     """Build an FP16/INT8/FP32 engine from MODEL (an FP32 .onnx; default: the one in models/).
 
     The engine is kept only if it agrees with the FP32 model on the parity slices.
@@ -83,12 +86,16 @@ def build_engine(model, precision, int8_flag, target, cpu_backend, calib, calib_
         raise click.BadParameter(f"--cpu-backend {cpu_backend} applies to --target cpu only",
                                  param_hint="--cpu-backend")
     model_path = Path(model) if model else default_model()
-    config = EngineConfig(
-        model=model_path, precision=precision, target=target, cpu_backend=cpu_backend, out=out,
-        calib=calib, calibration=CalibrationConfig(
-            method=calib_method, size=calib_size, cache_dir=cache_dir or DEFAULT_CACHE),
-        parity_set=parity_set, parity_size=parity_size, parity_threshold=parity_threshold,
-        data_root=data_root, batch=batch, workspace_gib=workspace, timing_cache=timing_cache)
+    try:
+        config = EngineConfig(
+            model=model_path, precision=precision, target=target, cpu_backend=cpu_backend,
+            out=out, calib=calib, calibration=CalibrationConfig(
+                method=calib_method, size=calib_size, cache_dir=cache_dir or DEFAULT_CACHE),
+            parity_set=parity_set, parity_size=parity_size, parity_threshold=parity_threshold,
+            fallback_margin=fallback_margin, data_root=data_root, batch=batch,
+            workspace_gib=workspace, timing_cache=timing_cache)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
     result = build(config, log=click.echo)
     click.echo(f"wrote {result.folder}/ ({result.manifest.file}, {result.manifest.backend}, "
                f"{result.manifest.precision}); run it with: ctedge classify --model "

@@ -33,7 +33,8 @@ def test_int8_cpu_engine_loads_through_open_backend(conv_model, slice_folder, tm
     assert manifest["runtime"]["onnxruntime"]
     assert {p.name for p in out.iterdir()} == {
         "manifest.json", "conv.int8.cpu.onnx", "conv.int8-qdq-cpu.onnx",
-        "conv.int8-qdq-tensorrt.onnx"}
+        "conv.int8-qdq-tensorrt.onnx", "conv.fp32.onnx"}  # the FP32 fallback, by default
+    assert manifest["fallback"]["margin"] == 0.1 and manifest["fallback"]["file"] == "conv.fp32.onnx"
     assert not list(tmp_path.glob(".engine.*"))  # no staging folder left
     x = load_inputs(discover(slice_folder), Preprocessing(size=32))
     with open_backend(out) as engine, open_backend(conv_model) as ref:
@@ -76,6 +77,8 @@ def test_bad_calibration_fails_the_gate_and_leaves_nothing(conv_model_factory, s
     (["--precision", "fp16", "--int8"], "contradicts"),
     (["--target", "cpu"], "choose one of fp32, fp16, int8"),
     (["--precision", "fp16", "--batch", "4,2,8"], "min,opt,max"),
+    (["--precision", "fp16", "--target", "tensorrt", "--fallback-margin", "0.1"],
+     "cpu target only"),
 ])
 def test_bad_inputs_exit_2_with_one_line(conv_model, tmp_path, capsys, args, message):
     (tmp_path / "EMPTY").mkdir()
