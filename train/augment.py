@@ -25,28 +25,31 @@ class Augmentation:
     noise: float = 0.0  # Gaussian noise, sigma drawn from [0, noise] grey units
     blur: float = 0.0  # Gaussian blur, sigma drawn from [0, blur] pixels (another kernel)
     jpeg: float = 0.0  # probability of a JPEG round trip at quality 30-95 (another encoder)
+    local: float = 0.0  # probability of a local view: 1.5-2.5x zoom on a random part of the slice
 
     def __post_init__(self):
         for name in ("rotate_deg", "zoom", "shift", "flip", "brightness", "contrast", "gamma",
-                     "noise", "blur", "jpeg"):
+                     "noise", "blur", "jpeg", "local"):
             value = float(getattr(self, name))
             object.__setattr__(self, name, value)
             if value < 0:
                 raise ValueError(f"augmentation {name} must be >= 0, got {value}")
-        if self.flip > 1 or self.jpeg > 1 or self.zoom >= 1:
-            raise ValueError("flip and jpeg must be probabilities and zoom < 1")
+        if self.flip > 1 or self.jpeg > 1 or self.local > 1 or self.zoom >= 1:
+            raise ValueError("flip, jpeg and local must be probabilities and zoom < 1")
 
     @classmethod
     def none(cls) -> Augmentation:
         return cls(0, 0, 0, 0, 0, 0)
 
     @classmethod
-    def cross_source(cls, jpeg: float = 0.0) -> Augmentation:
+    def cross_source(cls, jpeg: float = 0.0, local: float = 0.0) -> Augmentation:
         """Against the shortcuts that tell sources apart: crop and zoom (tight figure crops
         against full fields of view), window/gamma, scanner noise and reconstruction kernel;
-        with `jpeg` > 0 also compression (SARS-CoV-2 slices are JPEG copies, DICOM never is)."""
+        with `jpeg` > 0 also compression (SARS-CoV-2 slices are JPEG copies, DICOM never is);
+        with `local` > 0 local views (part of one lung, as some figure crops and SARS-CoV-2
+        slices show), so that the texture of a lesion, not the layout of a source, decides."""
         return cls(rotate_deg=10, zoom=0.2, shift=0.08, flip=0.5, brightness=0.08,
-                   contrast=0.25, gamma=0.35, noise=0.03, blur=1.0, jpeg=jpeg)
+                   contrast=0.25, gamma=0.35, noise=0.03, blur=1.0, jpeg=jpeg, local=local)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -69,6 +72,15 @@ class Augmentation:
         scale = uniform(1 - self.zoom, 1 + self.zoom)
         tx, ty = uniform(-self.shift, self.shift) * 2, uniform(-self.shift, self.shift) * 2
         flip = torch.where(uniform(0, 1) < self.flip, -1.0, 1.0).to(dev)
+        if self.local:
+            # a 1.5-2.5x zoom whose window (1/scale of the slice) stays inside the slice: its
+            # edge pixels sample at most the centres of the slice's edge pixels
+            chosen = uniform(0, 1) < self.local
+            near = uniform(1.5, 2.5)
+            room = (1 - 1 / near) * (1 - 1 / grey.shape[-1])
+            scale = torch.where(chosen, near, scale)
+            tx = torch.where(chosen, uniform(-1, 1) * room, tx)
+            ty = torch.where(chosen, uniform(-1, 1) * room, ty)
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
         theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1),
                              torch.stack([sin * flip, cos, ty], 1)], 1).to(batch.dtype)

@@ -76,10 +76,12 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
               help="Early stop after this many epochs without val accuracy or loss improving.")
 @click.option("--class-weighting/--no-class-weighting", default=True, show_default=True)
 @click.option("--augment",
-              type=click.Choice(["standard", "cross-source", "cross-source-jpeg", "none"]),
+              type=click.Choice(["standard", "cross-source", "cross-source-jpeg",
+                                 "cross-source-local", "none"]),
               default="standard", show_default=True,
               help="cross-source adds stronger zoom, gamma, noise and blur; cross-source-jpeg "
-                   "also a JPEG round trip (quality 30-95) on half the slices.")
+                   "also a JPEG round trip (quality 30-95) on half the slices; "
+                   "cross-source-local a 1.5-2.5x zoom on a random part of half the slices.")
 @click.option("--preprocessing", "preset", type=click.Choice(["lung", "ct-pretrained"]),
               default="lung", show_default=True,
               help="lung: W1500/L-600, ImageNet mean/std; ct-pretrained: HU -1000..200, no "
@@ -122,6 +124,7 @@ def train(data, data_root, out_dir, classes, negative_class, split_mode, protoco
             augmentation={"standard": Augmentation, "none": Augmentation.none,
                           "cross-source": Augmentation.cross_source,
                           "cross-source-jpeg": lambda: Augmentation.cross_source(jpeg=0.5),
+                          "cross-source-local": lambda: Augmentation.cross_source(local=0.5),
                           }[augment](),
             precision=precision, seed=seed, threads=threads, max_steps=max_steps,
             sampling=sampling, epoch_size=epoch_size, keep=keep,

@@ -57,3 +57,24 @@ def test_augmentation_keeps_shape_and_black_padding():
     assert not torch.allclose(moved, bright)
     assert torch.equal(Augmentation.none()(bright, pp.mean, pp.std, gen).round(decimals=4),
                        bright.round(decimals=4))
+
+
+def test_local_views_zoom_into_the_slice_without_padding():
+    pp = Preprocessing(size=32, mean=(0, 0, 0), std=(1, 1, 1))
+    halves = np.zeros((32, 32), dtype=np.uint8)
+    halves[:, :16] = 255  # left half white, right half black
+    x = torch.from_numpy(np.stack([pp.from_image(halves)] * 64))
+    still = dict(rotate_deg=0, zoom=0, shift=0, flip=0, brightness=0, contrast=0)
+    local = Augmentation(**still, local=1.0)
+    out = local(x, pp.mean, pp.std, torch.Generator().manual_seed(0))
+    again = local(x, pp.mean, pp.std, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # deterministic under a seed
+    white = out[:, 0].mean(dim=(1, 2))
+    # a 1.5-2.5x view of one part: some views see mostly one half, none the whole slice
+    assert (white > 0.7).any() and (white < 0.3).any()
+    assert not torch.allclose(out, x)
+    bright = torch.from_numpy(np.stack([pp.from_image(np.full((32, 32), 200, np.uint8))] * 16))
+    seen = local(bright, pp.mean, pp.std, torch.Generator().manual_seed(1))
+    assert seen.min() > 0.7  # the window stays inside the slice: no black padding comes in
+    off = Augmentation(**still)(x, pp.mean, pp.std, torch.Generator().manual_seed(0))
+    assert torch.allclose(off, x, atol=1e-5)
