@@ -27,11 +27,13 @@ class ModelUnderTest:
     precision: str
     form: str = ""  # quantization form, e.g. the CPU INT8 engine's, from metadata
     classes: tuple[str, ...] = ()
+    fallback: float = 0.0  # near-tie FP32 fallback margin (ctedge.backends.fallback), 0: none
 
     @property
     def label(self) -> str:
         kind = self.precision + (f"-{self.form}" if self.form else "")
-        return f"ctedge {self.backend} {kind}"
+        tail = f" +fp32<{self.fallback:g}" if self.fallback else ""
+        return f"ctedge {self.backend} {kind}{tail}"
 
     @property
     def is_engine_folder(self) -> bool:
@@ -43,7 +45,7 @@ class ModelUnderTest:
 
     def to_dict(self) -> dict:
         return {"label": self.label, "path": str(self.path), "backend": self.backend,
-                "precision": self.precision, "form": self.form}
+                "precision": self.precision, "form": self.form, "fallback": self.fallback}
 
 
 def describe(path: Path) -> ModelUnderTest:
@@ -63,7 +65,8 @@ def describe(path: Path) -> ModelUnderTest:
     classes = tuple(info.classes) if info else tuple(manifest.get("classes") or ())
     if not precision:
         raise ModelError(f"{path}: its precision is not recorded; rebuild it with `ctedge export`")
-    return ModelUnderTest(path, backend, precision, str(form), classes)
+    fallback = float((manifest.get("fallback") or {}).get("margin") or 0.0)
+    return ModelUnderTest(path, backend, precision, str(form), classes, fallback)
 
 
 def manifest_of(path: Path) -> dict:
