@@ -67,7 +67,8 @@ def test_auto_records_a_measured_choice_and_classify_loads_it(conv_model, slice_
 @needs_openvino
 @pytest.mark.parametrize("precision, engine_file, side_files", [
     ("fp32", "conv.fp32.onnx", set()),  # the FP32 source, copied into the folder
-    ("int8", "conv.int8-qdq-cpu.onnx", {"conv.int8-qdq-tensorrt.onnx"}),  # no ORT-fused file
+    # no ORT-fused file; the FP32 model kept for the near-tie fallback
+    ("int8", "conv.int8-qdq-cpu.onnx", {"conv.int8-qdq-tensorrt.onnx", "conv.fp32.onnx"}),
 ])
 def test_forced_openvino_engine(conv_model, slice_folder, tmp_path, capsys, precision,
                                 engine_file, side_files):
@@ -88,7 +89,9 @@ def test_forced_openvino_engine(conv_model, slice_folder, tmp_path, capsys, prec
     assert manifest["parity"]["backend"] == "openvino" and manifest["parity"]["passed"]
     x = np.random.default_rng(0).uniform(0, 1, size=(8, 3, 32, 32)).astype(np.float32)
     with open_backend(out) as engine, open_backend(conv_model) as ref:
-        assert isinstance(engine, OpenVinoBackend) and engine.info.precision == precision
+        served = getattr(engine, "primary", engine)  # INT8: inside its near-tie fallback
+        assert isinstance(served, OpenVinoBackend) and engine.info.precision == precision
+        assert engine.name == "openvino" and hasattr(engine, "primary") == (precision == "int8")
         got, expected = engine.infer(x), ref.infer(x)
     if precision == "fp32":
         np.testing.assert_allclose(got, expected, atol=1e-5)
