@@ -11,6 +11,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SWITCH_KINDS = ("epoch", "plateau", "never")
 SAMPLINGS = ("shuffle", "balanced")
 KEEPS = ("best", "last")
+BATCHNORMS = ("train", "frozen")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class TrainConfig:
     average_from: 0 (off) or the first epoch whose steps enter a running mean of the weights
         and BatchNorm statistics (stochastic weight averaging, every step); from then on the
         mean is what is validated, evaluated on held-out sources and saved.
+    batchnorm: "train" (running statistics follow the training batches) or "frozen" (every
+        BatchNorm keeps the initial weights' statistics; its scale and shift still train).
     """
 
     epochs: int = 50
@@ -62,6 +65,7 @@ class TrainConfig:
     epoch_size: int = 0  # slices per epoch with balanced sampling; 0: the training set's size
     keep: str = "best"
     average_from: int = 0
+    batchnorm: str = "train"
 
     def __post_init__(self):
         object.__setattr__(self, "weights", str(self.weights).strip())
@@ -86,6 +90,8 @@ class TrainConfig:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         if self.keep not in KEEPS:
             raise ValueError(f"keep must be one of {KEEPS}, got {self.keep!r}")
+        if self.batchnorm not in BATCHNORMS:
+            raise ValueError(f"batchnorm must be one of {BATCHNORMS}, got {self.batchnorm!r}")
         if self.average_from < 0:
             raise ValueError("average_from must be >= 0 (0: no weight averaging)")
         if self.epoch_size < 0:

@@ -168,7 +168,7 @@ def train(train_set: SliceSet, val_set: SliceSet, config: TrainConfig, out_dir: 
             state["phase"], state["stale"], state["loss_stale"] = "sgd", 0, 0
             optimizer = make_optimizer("sgd")
         start = time.perf_counter()
-        set_train_mode(net, config.trainable)
+        set_train_mode(net, config.trainable, config.batchnorm)
         if sample_weights is None:
             order = torch.randperm(len(targets), generator=generator)
         else:

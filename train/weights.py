@@ -138,13 +138,15 @@ def set_trainable(net, trainable: str) -> list[str]:
     return [n for n, p in net.named_parameters() if p.requires_grad]
 
 
-def set_train_mode(net, trainable: str) -> None:
-    """net.train(), but frozen BatchNorms stay in eval mode (keep pretrained statistics)."""
+def set_train_mode(net, trainable: str, batchnorm: str = "train") -> None:
+    """net.train(), but frozen BatchNorms stay in eval mode (keep pretrained statistics);
+    with batchnorm="frozen" every BatchNorm does (its scale and shift may still train)."""
     import torch
 
     net.train()
-    if trainable == "all":
+    if trainable == "all" and batchnorm == "train":
         return
     for name, module in net.named_modules():
-        if isinstance(module, torch.nn.BatchNorm2d) and not _trains(name, trainable):
+        if isinstance(module, torch.nn.BatchNorm2d) and (
+                batchnorm == "frozen" or not _trains(name, trainable)):
             module.eval()

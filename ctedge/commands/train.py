@@ -62,6 +62,10 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
 @click.option("--epoch-size", default=0, help="Slices per epoch with balanced sampling.")
 @click.option("--keep", type=click.Choice(["best", "last"]), default="best", show_default=True,
               help="Checkpoint to keep as best.pt: best validation epoch, or the last.")
+@click.option("--batchnorm", type=click.Choice(["train", "frozen"]), default="train",
+              show_default=True,
+              help="frozen: every BatchNorm keeps the initial weights' statistics (scale and "
+                   "shift still train), so no training source sets the normalisation.")
 @click.option("--average-from", default=0, show_default=True,
               help="Stochastic weight averaging: from this epoch on, validate, evaluate and save "
                    "the running mean of the weights over every step (0: off).")
@@ -104,9 +108,10 @@ def _classes(value: str | None) -> tuple[str, ...] | None:
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @debug_option
 def train(data, data_root, out_dir, classes, negative_class, split_mode, protocol, cache_dir,
-          repeats, val_fraction, weights, trainable, sampling, epoch_size, keep, average_from, epochs,
-          batch_size, adam_lr, sgd_lr, switch, patience, class_weighting, augment, preset,
-          crop, intensity, precision, size, seed, threads, max_steps, map_label, resume):
+          repeats, val_fraction, weights, trainable, sampling, epoch_size, keep, batchnorm,
+          average_from, epochs, batch_size, adam_lr, sgd_lr, switch, patience, class_weighting,
+          augment, preset, crop, intensity, precision, size, seed, threads, max_steps, map_label,
+          resume):
     """Train a ResNet-50 slice classifier on DATA (a manifest .csv or a folder per class)."""
     from ctedge.preprocess import Preprocessing
     from ctedge.train.augment import Augmentation
@@ -128,7 +133,7 @@ def train(data, data_root, out_dir, classes, negative_class, split_mode, protoco
                           }[augment](),
             precision=precision, seed=seed, threads=threads, max_steps=max_steps,
             sampling=sampling, epoch_size=epoch_size, keep=keep,
-            average_from=average_from)
+            average_from=average_from, batchnorm=batchnorm)
         preprocessing = (Preprocessing.ct_pretrained(size) if preset == "ct-pretrained"
                          else Preprocessing(size=size))
         changes = {"intensity": intensity} | ({"crop": crop} if crop != "preset" else {})

@@ -64,3 +64,20 @@ def test_a_tiny_run_validates_and_saves_the_average(image_folder, tmp_path):
     averaged, live = last["average"]["model_state"], last["model_state"]
     assert all(torch.equal(best[k], averaged[k]) for k in best)
     assert not torch.equal(best["fc.weight"], live["fc.weight"])
+
+
+def test_frozen_batchnorm_keeps_the_initial_statistics():
+    from ctedge.export.model import build_resnet50
+    from ctedge.train.weights import set_train_mode
+
+    net = build_resnet50(2)
+    set_train_mode(net, "all", "frozen")
+    before = net.bn1.running_mean.clone()
+    net(torch.randn(4, 3, 32, 32))
+    assert torch.equal(net.bn1.running_mean, before) and not net.bn1.training
+    assert net.training and net.bn1.weight.requires_grad  # scale and shift still train
+    set_train_mode(net, "all")
+    net(torch.randn(4, 3, 32, 32))
+    assert not torch.equal(net.bn1.running_mean, before)
+    with pytest.raises(ValueError, match="batchnorm"):
+        TrainConfig(batchnorm="off")
