@@ -87,12 +87,16 @@ def classify_study(study_dir: str | Path, config: ClassifyConfig = ClassifyConfi
         timings["load"] = time.perf_counter() - load_start
         described = backend.description
         maps = {} if config.maps and backend.has_maps else None
+        rerun_before = getattr(backend, "rerun", None)  # an engine's near-tie FP32 fallback
         try:
             prepared, probs = _run(workers, study.series.slices, backend, config, timings,
                                    maps)
         finally:
             if owned:
                 backend.close()
+        if rerun_before is not None:
+            described["fallback"] = {**described["fallback"],
+                                     "slices_rerun": backend.rerun - rerun_before}
 
     failed = [p for p in prepared if p.problem]
     if failed and len(failed) == len(prepared):

@@ -142,7 +142,7 @@ class StudyResult:
             + (f" ({', '.join(f'{n} {r}' for r, n in self.skipped.items())})"
                if self.skipped else ""),
             f"Model:     {self.model['path']}  {self.model['precision']} on "
-            f"{self.model['backend']}",
+            f"{self.model['backend']}" + _fallback_text(self.model.get("fallback")),
             "",
             f"  {'class':<22}{'top-1 slices':>13}{'p >= thr':>10}{'max p':>8}",
         ]
@@ -188,3 +188,11 @@ def finite(value):
 
 def _blank(value) -> str:
     return "" if value is None else str(value)
+
+
+def _fallback_text(fallback: dict | None) -> str:
+    """", 2 near-tie slices re-run in fp32" for an engine with a fallback, else ""."""
+    if not fallback or "slices_rerun" not in fallback:
+        return ""
+    n = fallback["slices_rerun"]
+    return f", {n} near-tie slice{'s' if n != 1 else ''} re-run in {fallback['precision']}"

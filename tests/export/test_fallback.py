@@ -60,3 +60,21 @@ def test_a_changed_fallback_file_is_refused(conv_model, slice_folder, tmp_path):
     kept.write_bytes(kept.read_bytes() + b"\x00")
     with open_backend(out) as engine, pytest.raises(ModelError, match="changed after the build"):
         engine.infer(np.zeros((1, 3, 32, 32), np.float32))
+
+
+def test_classify_says_how_many_slices_were_re_run(conv_model, slice_folder, tmp_path, capsys,
+                                                   ct_factory):
+    from test_cli import chest_phantom
+
+    out = tmp_path / "engine"
+    assert _build(conv_model, slice_folder, out, tmp_path / "c", "--fallback-margin", 1) == 0
+    study = tmp_path / "study"
+    ct_factory.make_series(study, [0.0, 2.0, 4.0], pixels=chest_phantom(256), size=256,
+                           spacing=1.4)
+    capsys.readouterr()
+    assert main(["classify", str(study), "--model", str(out), "--format", "json"]) == 0
+    model = json.loads(capsys.readouterr().out)["model"]
+    assert model["precision"] == "int8"
+    assert model["fallback"] == {"precision": "fp32", "margin": 1.0, "slices_rerun": 3}
+    assert main(["classify", str(study), "--model", str(out)]) == 0
+    assert "int8 on onnxruntime, 3 near-tie slices re-run in fp32" in capsys.readouterr().out
