@@ -238,20 +238,20 @@ def _build_in(folder: Path, config: EngineConfig, info: ModelInfo, onnx_sha: str
         fallback = {"file": kept.name, "sha256": file_sha256(kept), "margin": config.fallback,
                     "precision": "fp32"}
     inputs, labels, kind = _parity_inputs(slices, info)
-    reference = _run_onnx(config.model, inputs)
-    engine_info = info.with_(precision=config.precision)
-    with _open_engine(engine, backend, engine_info, fallback) as runner:
-        candidate = _run_chunks(runner, inputs)
+    with_maps = maps and backend != "tensorrt"
+    with _open_engine(config.model, "onnxruntime", None) as runner:
+        reference, reference_maps = _run_chunks(runner, inputs, with_maps)
+    with _open_engine(engine, backend, info.with_(precision=config.precision),
+                      fallback) as runner:
+        candidate, engine_maps = _run_chunks(runner, inputs, with_maps)
         if fallback:
             fallback["parity_rerun"] = round(runner.rerun / max(1, runner.slices), 4)
             log(f"fp32 fallback: {runner.rerun} of {runner.slices} parity slices re-run "
                 f"(top-two gap < {config.fallback:g})")
     parity = compare(reference, candidate, config.precision, info.classes, labels,
                      config.threshold)
-    if maps and backend != "tensorrt":
-        with _open_engine(engine, backend, engine_info, fallback) as runner:
-            engine_maps = _run_chunks(runner, inputs, maps=True)
-        parity = parity.with_maps(_run_maps(config.model, inputs), engine_maps)
+    if with_maps:
+        parity = parity.with_maps(reference_maps, engine_maps)
     extra = {}
     if "tensorrt" in artifacts and config.target == "cpu":
         # The TensorRT form cannot run on TensorRT here; check its numerics on ORT CPU instead.
@@ -314,12 +314,6 @@ def _add_maps(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def _run_maps(path: Path, inputs: np.ndarray) -> np.ndarray:
-    """The class-activation maps of `inputs` on the FP32 model at `path` (ONNX Runtime)."""
-    with _open_engine(path, "onnxruntime", None) as runner:
-        return _run_chunks(runner, inputs, maps=True)
-
-
 def _parity_inputs(slices: SliceSplit | None, info: ModelInfo):
     """Parity inputs, labels and what they are; random inputs only when no slices were given."""
     if slices is not None and slices.parity:
@@ -333,12 +327,10 @@ def _parity_inputs(slices: SliceSplit | None, info: ModelInfo):
     return rng.standard_normal((32, 3, size, size), dtype=np.float32), None, "random"
 
 
-def _run_onnx(path: Path, inputs: np.ndarray, chunk: int = 16) -> np.ndarray:
-    from ctedge.backends.onnxruntime import OnnxRuntimeBackend
-
-    with OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"]) as backend:
-        return np.concatenate([backend.infer(inputs[i:i + chunk])
-                               for i in range(0, len(inputs), chunk)])
+def _run_onnx(path: Path, inputs: np.ndarray) -> np.ndarray:
+    """Probabilities of `inputs` on the ONNX model at `path`, ONNX Runtime CPU."""
+    with _open_engine(path, "onnxruntime", None) as runner:
+        return _run_chunks(runner, inputs)[0]
 
 
 def _open_engine(path: Path, backend: str, info: ModelInfo, fallback: dict | None = None):
@@ -360,14 +352,15 @@ def _open_engine(path: Path, backend: str, info: ModelInfo, fallback: dict | Non
         return engine
     from ctedge.backends.fallback import FallbackBackend
 
-    return FallbackBackend(engine, path.parent / fallback["file"], fallback["margin"],
-                           fallback["sha256"], lambda ref: _open_engine(ref, backend, info))
+    return FallbackBackend.from_manifest(engine, path.parent, fallback,
+                                         lambda ref: _open_engine(ref, backend, info))
 
 
-def _run_chunks(runner, inputs: np.ndarray, maps: bool = False, chunk: int = 16) -> np.ndarray:
-    """Probabilities (or, with `maps`, class-activation maps) of `inputs`, `chunk` at a time."""
+def _run_chunks(runner, inputs: np.ndarray, maps: bool = False, chunk: int = 16):
+    """(probabilities, class-activation maps or None) of `inputs`, `chunk` at a time: with
+    `maps`, both come from one pass."""
     if not maps:
         return np.concatenate([runner.infer(inputs[i:i + chunk])
-                               for i in range(0, len(inputs), chunk)])
-    return np.concatenate([runner.infer_maps(inputs[i:i + chunk])[1]
-                           for i in range(0, len(inputs), chunk)])
+                               for i in range(0, len(inputs), chunk)]), None
+    parts = [runner.infer_maps(inputs[i:i + chunk]) for i in range(0, len(inputs), chunk)]
+    return np.concatenate([p for p, _ in parts]), np.concatenate([m for _, m in parts])

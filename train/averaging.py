@@ -25,7 +25,8 @@ class WeightAverage:
 
         self.count += 1
         with torch.no_grad():
-            for mean, live in zip(self.net.state_dict().values(), net.state_dict().values()):
+            for mean, live in zip(self.net.state_dict().values(), net.state_dict().values(),
+                                  strict=True):
                 if mean.is_floating_point():
                     mean.lerp_(live.to(mean.dtype), 1.0 / self.count)
                 else:

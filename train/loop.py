@@ -22,9 +22,9 @@ from ctedge.errors import DataError
 from ctedge.io import atomic_path
 from ctedge.preprocess import Preprocessing
 
+from .averaging import WeightAverage
 from .config import TrainConfig
 from .dataset import SliceSet
-from .averaging import WeightAverage
 from .weights import apply_initial_state, initial_state, set_train_mode, set_trainable
 
 LOG_NAME, LAST_NAME, BEST_NAME = "epochs.jsonl", "last.pt", "best.pt"

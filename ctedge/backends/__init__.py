@@ -82,13 +82,8 @@ def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend
         return primary
     from .fallback import FallbackBackend
 
-    try:
-        return FallbackBackend(primary, path.parent / fallback["file"], fallback["margin"],
-                               fallback["sha256"], lambda ref: _open(name, ref, options))
-    except (KeyError, TypeError) as exc:
-        primary.close()
-        raise ModelError(f"{model}: unreadable fallback in its engine manifest ({exc}); "
-                         "rebuild it with `ctedge build-engine`") from exc
+    return FallbackBackend.from_manifest(primary, path.parent, fallback,
+                                         lambda ref: _open(name, ref, options))
 
 
 def _open(name: str, path: Path, options: dict) -> Backend:

@@ -44,6 +44,19 @@ class FallbackBackend(Backend):
         self.slices = 0  # slices inferred
         self.rerun = 0  # of which re-run in FP32
 
+    @classmethod
+    def from_manifest(cls, primary: Backend, folder: Path, fallback: dict,
+                      open_reference) -> FallbackBackend:
+        """`primary` with the fallback an engine manifest's `fallback` block describes (the
+        FP32 file in `folder`, its sha256, the margin); closes `primary` if the block is bad."""
+        try:
+            return cls(primary, Path(folder) / fallback["file"], fallback["margin"],
+                       fallback["sha256"], open_reference)
+        except (KeyError, TypeError) as exc:
+            primary.close()
+            raise ModelError(f"{folder}: unreadable fallback in its engine manifest ({exc}); "
+                             "rebuild it with `ctedge build-engine`") from exc
+
     @property
     def reference(self) -> Backend:
         if self._reference is None:
